@@ -1,0 +1,26 @@
+"""What a plugin receives at start-up: everything it may use, nothing global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Sequence
+
+from twisted.logger import Logger
+
+from n2gateway.config import Settings
+from n2gateway.db import Database
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """``reactor`` is also the clock: plugins schedule with ``reactor.callLater``."""
+
+    settings: Settings
+    reactor: Any
+    db: Database
+    #: ``await publish(rooms, event, payload)`` appends to the journal and returns
+    #: the event's offset once it is durable; the hub fans it out.
+    publish: Callable[[Sequence[str], str, Any], Awaitable[int]]
+
+    def logger(self, namespace: str) -> Logger:
+        return Logger(namespace=namespace)

@@ -1,0 +1,180 @@
+"""Our small interface to PostgreSQL: a pool of txpostgres connections that heals itself.
+
+txpostgres' own pool never replaces a broken connection, so after a database restart
+every pooled connection would fail forever. Here a connection that dies is dropped and
+a fresh one is opened on the next checkout; callers see one clear
+``DatabaseUnavailable`` per failed call, never a wedged pool.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+import psycopg2
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from txpostgres import txpostgres
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 5.0
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached right now; the message is safe to show."""
+
+
+def describe_error(error: BaseException) -> str:
+    """One line about a database error, without connection strings or passwords."""
+    if isinstance(error, defer.TimeoutError | defer.CancelledError):
+        return "timed out"
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    # libpq messages name host and port, never the password; cut anything after
+    # "password" anyway, in case a future libpq quotes a DSN.
+    return first_line.split("password")[0].strip() or type(error).__name__
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    return isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError)
+
+
+class Transaction:
+    """The cursor side of a transaction: statements run in order on one connection."""
+
+    def __init__(self, cursor: txpostgres.Cursor) -> None:
+        self._cursor = cursor
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict | None = None) -> None:
+        await self._cursor.execute(sql, params)
+
+    async def query(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[tuple]:
+        await self._cursor.execute(sql, params)
+        return self._cursor.fetchall()
+
+
+class Database:
+    """A self-healing pool of ``size`` connections to one PostgreSQL database."""
+
+    log = Logger()
+
+    def __init__(self, reactor: IReactorTime, size: int = 4) -> None:
+        self._reactor = reactor
+        self._size = size
+        self._dsn: str | None = None
+        self._idle: deque[txpostgres.Connection] = deque()
+        self._open = 0
+        self._waiters: deque[defer.Deferred] = deque()
+        self._closed = False
+
+    @property
+    def configured(self) -> bool:
+        return self._dsn is not None
+
+    def configure(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._closed = False
+
+    async def connect(self) -> "txpostgres.Connection":
+        """Open one new connection; used by the pool and by services needing their own."""
+        if self._dsn is None:
+            raise DatabaseUnavailable("the database is not configured yet")
+        connection = txpostgres.Connection(reactor=self._reactor)
+        d = connection.connect(self._dsn)
+        d.addTimeout(CONNECT_TIMEOUT, self._reactor)
+        try:
+            await d
+        except Exception as e:
+            raise DatabaseUnavailable(describe_error(e)) from e
+        return connection
+
+    async def _checkout(self) -> txpostgres.Connection:
+        if self._closed:
+            raise DatabaseUnavailable("the database pool is closed")
+        if self._idle:
+            return self._idle.popleft()
+        if self._open < self._size:
+            self._open += 1
+            try:
+                return await self.connect()
+            except BaseException:
+                self._open -= 1
+                raise
+        waiter: defer.Deferred = defer.Deferred()
+        self._waiters.append(waiter)
+        return await waiter
+
+    def _checkin(self, connection: txpostgres.Connection | None) -> None:
+        """Give a connection back, or ``None`` for one that died."""
+        if connection is None or self._closed:
+            self._open -= 1
+            if connection is not None:
+                connection.close()
+            # A waiter may now open a connection of its own.
+            if self._waiters and not self._closed:
+                waiter = self._waiters.popleft()
+                self._open += 1
+                defer.Deferred.fromCoroutine(self.connect()).addCallbacks(
+                    waiter.callback, lambda f: self._failed_waiter(waiter, f))
+            return
+        if self._waiters:
+            self._waiters.popleft().callback(connection)
+        else:
+            self._idle.append(connection)
+
+    def _failed_waiter(self, waiter: defer.Deferred, failure: Any) -> None:
+        self._open -= 1
+        waiter.errback(failure)
+
+    def _drop_idle(self) -> None:
+        # One dead connection usually means the server went away: the idle ones are
+        # dead too, and failing each in turn would cost a query per connection.
+        while self._idle:
+            self._idle.popleft().close()
+            self._open -= 1
+
+    async def _run(self, work: Callable[[txpostgres.Connection], defer.Deferred]) -> Any:
+        connection = await self._checkout()
+        try:
+            result = await work(connection)
+        except Exception as e:
+            if _is_connection_error(e) or connection.closed:
+                self._checkin(None)
+                self._drop_idle()
+                raise DatabaseUnavailable(describe_error(e)) from e
+            self._checkin(connection)
+            raise
+        self._checkin(connection)
+        return result
+
+    async def query(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[tuple]:
+        return await self._run(lambda c: c.runQuery(sql, params))
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict | None = None) -> None:
+        await self._run(lambda c: c.runOperation(sql, params))
+
+    async def transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run ``work`` inside BEGIN/COMMIT; an exception rolls back and propagates."""
+
+        def interaction(cursor: txpostgres.Cursor) -> defer.Deferred:
+            return defer.Deferred.fromCoroutine(work(Transaction(cursor)))
+
+        return await self._run(lambda c: c.runInteraction(interaction))
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        """Raise ``DatabaseUnavailable`` unless ``SELECT 1`` answers within ``timeout``."""
+        d = defer.Deferred.fromCoroutine(self.query("SELECT 1"))
+        d.addTimeout(timeout, self._reactor)
+        try:
+            await d
+        except DatabaseUnavailable:
+            raise
+        except Exception as e:
+            raise DatabaseUnavailable(describe_error(e)) from e
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop_idle()
+        while self._waiters:
+            self._waiters.popleft().errback(DatabaseUnavailable("the database pool is closed"))

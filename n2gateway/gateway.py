@@ -1,0 +1,153 @@
+"""The gateway as one Twisted service: HTTP first, then the database, then the plugins.
+
+Start-up order: listen on the HTTP port (``/health`` answers ``degraded`` at once),
+start the embedded PostgreSQL when no URL is configured, wait for the database with
+backoff, apply migrations, then start the plugins' services. Stopping runs the same
+steps backwards and waits for each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from n2gateway import __version__
+from n2gateway.config import Settings
+from n2gateway.context import PluginContext
+from n2gateway.db import Database, DatabaseUnavailable
+from n2gateway.db.embedded import EmbeddedPostgres
+from n2gateway.db.migrations import MigrationFolder, apply_migrations
+from n2gateway.http.health import add_health_route
+from n2gateway.http.routes import Routes
+from n2gateway.http.site import GatewaySite
+from n2gateway.journal import Journal
+from n2gateway.plugins import call_each, plugin_names
+
+CORE_SCHEMA = Path(__file__).resolve().parent.parent / "schema"
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before database connection attempt ``attempt`` (0-based) + 1."""
+    return min(0.5 * 2 ** attempt, 10.0)
+
+
+class Gateway(service.MultiService):
+    log = Logger()
+
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager, reactor: Any) -> None:
+        super().__init__()
+        self.settings = settings
+        self.pm = pm
+        self.reactor = reactor
+        self.db = Database(reactor)
+        self.embedded = None if settings.database_url else EmbeddedPostgres(reactor, settings.data_dir)
+        self.database_state = "starting"
+        self.database_error: str | None = None
+        self.journal = Journal(self.db, reactor)
+        self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
+                                     publish=self.journal.append)
+        self.routes = Routes(admin_token=settings.admin_token)
+        self.plugin_services = service.MultiService()
+        self._port = None
+        self._bring_up: defer.Deferred | None = None
+
+        pm.hook.n2gateway_configure(context=self.context)
+        add_health_route(self.routes, self)
+        pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
+
+    def migration_folders(self) -> list[MigrationFolder]:
+        folders = [MigrationFolder("core", CORE_SCHEMA)]
+        for impl in self.pm.hook.n2gateway_migrations.get_hookimpls():
+            impl.function(register=lambda path, name=impl.plugin_name:
+                          folders.append(MigrationFolder(name, Path(path))))
+        return folders
+
+    def plugin_status(self) -> dict[str, Any]:
+        return call_each(self.pm, "n2gateway_status", context=self.context)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        # Listening here, before the reactor runs, turns "port in use" into one line
+        # and a non-zero exit instead of a gateway that runs without its port.
+        site = GatewaySite(self.routes.app.resource())
+        failures: list = []
+        d = serverFromString(self.reactor, self.settings.http).listen(site)
+        d.addCallbacks(lambda port: setattr(self, "_port", port), failures.append)
+        if failures:
+            raise SystemExit(
+                f"n2gateway: cannot listen on {self.settings.http}: {failures[0].getErrorMessage()}")
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        super().startService()
+        self._banner()
+        self._bring_up = defer.Deferred.fromCoroutine(self._start())
+        self._bring_up.addErrback(self._start_failed)
+
+    def _banner(self) -> None:
+        self.log.info(
+            "n2gateway {version} on {endpoint}; database: {database}; plugins: {plugins}",
+            version=__version__, endpoint=self.settings.http,
+            database=self.settings.describe_database(), plugins=", ".join(plugin_names(self.pm)))
+        if self.settings.admin_token is None:
+            self.log.warn("no --admin-token: the control API (/api/...) is open to anyone "
+                          "who can reach this port")
+
+    async def _start(self) -> None:
+        dsn = self.settings.database_url or await self.embedded.start()
+        self.db.configure(dsn)
+        await self._wait_for_database()
+        await apply_migrations(self.db, self.migration_folders())
+        self.pm.hook.n2gateway_services(context=self.context, register=self._add_plugin_service)
+        self.plugin_services.setServiceParent(self)
+        self.log.info("gateway ready")
+
+    def _add_plugin_service(self, svc: service.IService) -> None:
+        svc.setServiceParent(self.plugin_services)
+
+    async def _wait_for_database(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.db.ping(timeout=5.0)
+            except DatabaseUnavailable as e:
+                self.database_error = str(e)
+                delay = retry_delay(attempt)
+                self.log.warn("database unreachable ({reason}); retrying in {delay:.1f} s",
+                              reason=str(e), delay=delay)
+                await deferLater(self.reactor, delay)
+                attempt += 1
+                continue
+            self.database_state, self.database_error = "up", None
+            return
+
+    def _start_failed(self, failure) -> None:
+        if failure.check(defer.CancelledError):
+            return
+        self.log.failure("gateway start-up failed", failure)
+        self.reactor.stop()
+
+    async def _stop(self) -> None:
+        if self._port is not None:
+            await self._port.stopListening()
+        if self._bring_up is not None and not self._bring_up.called:
+            self._bring_up.cancel()
+        if self.plugin_services.parent is not None:
+            await self.plugin_services.disownServiceParent()
+        await defer.maybeDeferred(super().stopService)
+        self.journal.close()
+        self.db.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+        self.log.info("gateway stopped")
+
+    def stopService(self) -> defer.Deferred:
+        return defer.Deferred.fromCoroutine(self._stop())

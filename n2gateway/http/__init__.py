@@ -1,0 +1,1 @@
+"""The HTTP side: route registry, JSON errors, body limits, health."""

@@ -1,0 +1,48 @@
+"""``GET /health``: 200 ``ok`` while the database answers, 503 ``degraded`` otherwise.
+
+It asks the database each time (``SELECT 1`` with a short timeout) rather than
+trusting a flag, so it turns back to ``ok`` as soon as the database is back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from n2gateway import __version__
+from n2gateway.db import DatabaseUnavailable
+from n2gateway.http.routes import JsonRequest, Routes
+
+HEALTH_SCHEMA = {
+    "type": "object",
+    "required": ["status", "database"],
+    "properties": {
+        "status": {"enum": ["ok", "degraded"]},
+        "version": {"type": "string"},
+        "database": {"type": "object"},
+        "plugins": {"type": "object"},
+    },
+}
+
+
+def add_health_route(routes: Routes, gateway: Any) -> None:
+    async def health(request: JsonRequest) -> tuple[int, dict]:
+        database: dict[str, Any] = {"kind": gateway.settings.database_kind}
+        if gateway.db.configured:
+            try:
+                await gateway.db.ping()
+                gateway.database_state, gateway.database_error = "up", None
+            except DatabaseUnavailable as e:
+                gateway.database_state, gateway.database_error = "down", str(e)
+        database["state"] = gateway.database_state
+        if gateway.database_error:
+            database["error"] = gateway.database_error
+        up = gateway.database_state == "up"
+        return (200 if up else 503), {
+            "status": "ok" if up else "degraded",
+            "version": __version__,
+            "database": database,
+            "plugins": gateway.plugin_status(),
+        }
+
+    routes.add("GET", "/health", health, summary="Liveness and database state",
+               response=HEALTH_SCHEMA, tags=("operations",))

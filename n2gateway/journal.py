@@ -1,0 +1,173 @@
+"""The durable event journal: every published event, in offset order, in PostgreSQL.
+
+``append`` is how every source publishes. Appends made in the same reactor turn (or
+while the previous batch is in flight) go to the database as one statement. While
+the database is unreachable, accepted appends wait in memory, in order, and are
+retried with backoff; callers get their offset once the event is durable. Past
+``max_pending`` waiting events new appends are refused at once, so memory is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Collection, Sequence
+
+from twisted.internet import defer
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from n2gateway.db import Database, DatabaseUnavailable
+
+MAX_PAYLOAD = 1024 * 1024
+READ_BATCH = 1000
+
+
+class JournalFull(Exception):
+    """Too many events are waiting for the database; this one was not accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    offset: int
+    rooms: tuple[str, ...]
+    name: str
+    payload_json: str  # as stored: spliced into frames without decoding
+
+    @property
+    def payload(self) -> Any:
+        return json.loads(self.payload_json)
+
+
+def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
+    """Check one append and encode it for the batch; ``ValueError`` says what is wrong."""
+    if isinstance(rooms, str) or not rooms or not all(isinstance(r, str) and r for r in rooms):
+        raise ValueError("rooms must be a non-empty list of room names")
+    if not isinstance(event, str) or not event:
+        raise ValueError("event must be a non-empty string")
+    try:
+        encoded = json.dumps({"rooms": list(dict.fromkeys(rooms)), "event": event,
+                              "payload": payload}, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"payload is not JSON-serializable: {e}") from None
+    if len(encoded) > MAX_PAYLOAD:
+        raise ValueError(f"event over {MAX_PAYLOAD} bytes")
+    return encoded
+
+
+def _row_to_event(row: tuple) -> Event:
+    offset, rooms, name, payload_json = row
+    return Event(offset, tuple(rooms), name, payload_json)
+
+
+class Journal:
+    log = Logger()
+
+    def __init__(self, db: Database, reactor: Any, *, batch_size: int = 500,
+                 max_pending: int = 100_000) -> None:
+        self._db = db
+        self._reactor = reactor
+        self._batch_size = batch_size
+        self._max_pending = max_pending
+        self._pending: deque[tuple[str, defer.Deferred]] = deque()
+        self._flushing = False
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def append(self, rooms: Sequence[str], event: str, payload: Any) -> defer.Deferred:
+        """Publish; fires with the event's offset once durable. Raises ``ValueError``
+        for a malformed event and ``JournalFull`` when too much is waiting."""
+        encoded = encode_append(rooms, event, payload)
+        if len(self._pending) >= self._max_pending:
+            raise JournalFull(f"{len(self._pending)} events are waiting for the database")
+        done: defer.Deferred = defer.Deferred()
+        self._pending.append((encoded, done))
+        if not self._flushing:
+            self._flushing = True
+            # Give the rest of this reactor turn the chance to join the batch.
+            self._reactor.callLater(0, lambda: defer.Deferred.fromCoroutine(self._flush()))
+        return done
+
+    async def _flush(self) -> None:
+        attempt = 0
+        while self._pending and not self._closed:
+            batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
+            try:
+                rows = await self._db.query(
+                    "SELECT n2_journal_append(%s::json)",
+                    ("[" + ",".join(encoded for encoded, _ in batch) + "]",))
+            except DatabaseUnavailable as e:
+                delay = min(0.5 * 2 ** attempt, 10.0)
+                attempt += 1
+                self.log.warn("journal append waiting for the database ({reason}); "
+                              "{count} events pending, retry in {delay:.1f} s",
+                              reason=str(e), count=len(self._pending), delay=delay)
+                await deferLater(self._reactor, delay)
+                continue
+            except Exception as e:
+                # The database refused the batch itself (a bug, not an outage): fail
+                # these appends rather than retry them forever.
+                self.log.failure("journal append failed")
+                for _ in batch:
+                    self._pending.popleft()[1].errback(e)
+                continue
+            attempt = 0
+            for (_, done), (offset,) in zip(batch, rows):
+                self._pending.popleft()
+                done.callback(offset)
+        self._flushing = False
+
+    def close(self) -> None:
+        """Stop retrying; appends still waiting fail with ``DatabaseUnavailable``."""
+        self._closed = True
+        while self._pending:
+            self._pending.popleft()[1].errback(DatabaseUnavailable("the gateway is stopping"))
+
+    async def read_after(self, offset: int, limit: int = READ_BATCH) -> list[Event]:
+        rows = await self._db.query(
+            "SELECT seq, rooms, event, payload::text FROM n2_journal"
+            " WHERE seq > %s ORDER BY seq LIMIT %s", (offset, limit))
+        return [_row_to_event(r) for r in rows]
+
+    async def replay(self, rooms: Collection[str], after: int, through: int,
+                     limit: int = READ_BATCH) -> list[Event]:
+        """Events in any of ``rooms`` with ``after < offset <= through``, oldest first."""
+        rows = await self._db.query(
+            "SELECT seq, rooms, event, payload::text FROM n2_journal"
+            " WHERE seq > %s AND seq <= %s AND rooms && %s::text[] ORDER BY seq LIMIT %s",
+            (after, through, list(rooms), limit))
+        return [_row_to_event(r) for r in rows]
+
+    async def head(self) -> int:
+        """The newest offset (or the retention horizon when the journal is empty)."""
+        rows = await self._db.query(
+            "SELECT GREATEST((SELECT MAX(seq) FROM n2_journal),"
+            " (SELECT trimmed_through FROM n2_journal_horizon))")
+        return rows[0][0] or 0
+
+    async def horizon(self) -> int:
+        """Offsets at or below this were removed by retention."""
+        rows = await self._db.query("SELECT trimmed_through FROM n2_journal_horizon")
+        return rows[0][0]
+
+    async def trim(self, max_age: float, max_rows: int) -> int:
+        """Apply retention: drop events older than ``max_age`` seconds or beyond the newest
+        ``max_rows``. Returns the new horizon."""
+
+        async def work(tx) -> int:
+            rows = await tx.query(
+                "SELECT GREATEST("
+                " (SELECT MAX(seq) FROM n2_journal WHERE created_at < NOW() - make_interval(secs => %s)),"
+                " (SELECT MAX(seq) - %s FROM n2_journal),"
+                " (SELECT trimmed_through FROM n2_journal_horizon))",
+                (max_age, max_rows))
+            cut = rows[0][0] or 0
+            await tx.execute("DELETE FROM n2_journal WHERE seq <= %s", (cut,))
+            await tx.execute("UPDATE n2_journal_horizon SET trimmed_through = %s", (cut,))
+            return cut
+
+        return await self._db.transaction(work)

@@ -1,0 +1,6 @@
+from twisted.application.service import ServiceMaker
+
+n2gateway = ServiceMaker(
+    "n2gateway", "n2gateway.tap",
+    "Realtime gateway: Pancake/TPOS upstreams and PostgreSQL changes to WebSocket clients",
+    "n2gateway")
