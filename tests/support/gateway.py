@@ -1,0 +1,110 @@
+"""Run ``twistd -n n2gateway`` as a real subprocess, without blocking the reactor.
+
+Tests that restart or kill the gateway use this; waiting is done with the real
+reactor (the in-process fakes of upstream servers must keep running meanwhile).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+ROOT = Path(__file__).resolve().parents[2]
+TWISTD = Path(sys.executable).with_name("twistd")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def sleep(seconds: float) -> None:
+    await deferLater(reactor, seconds)
+
+
+class GatewayProcess:
+    """One gateway subprocess; its log goes to ``log_path`` for later assertions."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+                 port: int | None = None, database_url: str | None = None) -> None:
+        self.port = port or free_port()
+        self.data_dir = tmp_path / "data"
+        self.log_path = tmp_path / f"gateway-{self.port}.log"
+        self.args = ["--http", f"tcp:{self.port}:interface=127.0.0.1",
+                     "--data-dir", str(self.data_dir), *args]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("N2GATEWAY_")}
+        self.env.pop("DATABASE_URL", None)
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
+        self.env.update(env or {})
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "GatewayProcess":
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(TWISTD), "--pidfile=", "-n", "n2gateway", *self.args],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def health(self) -> tuple[int, dict] | None:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=2) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+        except OSError:
+            return None
+
+    async def wait_healthy(self, timeout: float = 60.0) -> dict:
+        waited = 0.0
+        while waited < timeout:
+            if self.process.poll() is not None:
+                raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log_text()}")
+            answer = self.health()
+            if answer and answer[0] == 200:
+                return answer[1]
+            await sleep(0.2)
+            waited += 0.2
+        raise AssertionError(f"gateway not healthy after {timeout} s:\n{self.log_text()}")
+
+    async def wait_exit(self, timeout: float = 30.0) -> int:
+        waited = 0.0
+        while self.process.poll() is None:
+            if waited > timeout:
+                self.process.kill()
+                raise AssertionError(f"gateway did not exit in {timeout} s:\n{self.log_text()}")
+            await sleep(0.1)
+            waited += 0.1
+        return self.process.returncode
+
+    async def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return await self.wait_exit()
+
+    async def kill(self) -> None:
+        self.process.kill()
+        await self.wait_exit()
+
+    def ensure_stopped(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
