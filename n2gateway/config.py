@@ -8,7 +8,7 @@ message, so ``twistd n2gateway`` prints it and exits instead of showing a traceb
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -65,7 +65,7 @@ class Settings:
     plugins: tuple[str, ...] = ()
     disabled_plugins: tuple[str, ...] = ()
     #: Every N2GATEWAY_* variable, for plugin settings (``plugin_setting``).
-    plugin_env: Mapping[str, str] = MappingProxyType({})
+    plugin_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def plugin_setting(self, name: str, default: str) -> str:
         """A plugin's own setting, from ``N2GATEWAY_<NAME>`` (plugins add no options)."""

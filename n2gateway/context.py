@@ -9,6 +9,7 @@ from twisted.logger import Logger
 
 from n2gateway.config import Settings
 from n2gateway.db import Database
+from n2gateway.journal import Journal
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class PluginContext:
     #: ``await publish(rooms, event, payload)`` appends to the journal and returns
     #: the event's offset once it is durable; the hub fans it out.
     publish: Callable[[Sequence[str], str, Any], Awaitable[int]]
+    #: For sources that publish inside their own transaction (``journal.append_in``).
+    journal: Journal
 
     def logger(self, namespace: str) -> Logger:
         return Logger(namespace=namespace)

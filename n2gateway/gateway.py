@@ -52,7 +52,7 @@ class Gateway(service.MultiService):
         self.database_error: str | None = None
         self.journal = Journal(self.db, reactor)
         self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
-                                     publish=self.journal.append)
+                                     publish=self.journal.append, journal=self.journal)
         self.routes = Routes(admin_token=settings.admin_token)
         self.plugin_services = service.MultiService()
         self._port = None

@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from n2gateway.db import Database, DatabaseUnavailable
+from n2gateway.db import Database, DatabaseUnavailable, Transaction
 
 MAX_PAYLOAD = 1024 * 1024
 READ_BATCH = 1000
@@ -120,6 +120,15 @@ class Journal:
                 self._pending.popleft()
                 done.callback(offset)
         self._flushing = False
+
+    @staticmethod
+    async def append_in(tx: Transaction, events: Sequence[tuple[Sequence[str], str, Any]]) -> list[int]:
+        """Append ``(rooms, event, payload)`` items inside the caller's transaction, so a
+        source can publish and record its own progress atomically (no duplicate after
+        a crash). The hub sees them once the transaction commits."""
+        encoded = [encode_append(*event) for event in events]
+        rows = await tx.query("SELECT n2_journal_append(%s::json)", ("[" + ",".join(encoded) + "]",))
+        return [offset for (offset,) in rows]
 
     def close(self) -> None:
         """Stop retrying; appends still waiting fail with ``DatabaseUnavailable``."""
