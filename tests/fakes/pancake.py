@@ -70,6 +70,9 @@ class FakePancakeSession(WebSocketServerProtocol):
             self.fake._changed()
             return
         self.frames.append(frame)
+        self.fake._changed()
+        if self.fake.silent:
+            return
         if topic == "phoenix" and event == "heartbeat":
             self.send_frame(None, ref, "phoenix", "phx_reply", OK)
         elif event == "phx_join":
@@ -82,7 +85,6 @@ class FakePancakeSession(WebSocketServerProtocol):
         else:
             self.send_frame(join_ref, ref, topic, "phx_reply",
                             {"status": "error", "response": {"reason": "unmatched topic"}})
-        self.fake._changed()
 
     def _join(self, join_ref: str, ref: str, topic: str, params: Any) -> None:
         token = params.get("accessToken") if isinstance(params, dict) else None
@@ -94,8 +96,9 @@ class FakePancakeSession(WebSocketServerProtocol):
             self.send_frame(self.joins[topic], None, topic, "phx_close", {})
         self.joins[topic] = join_ref
         self.token = self.token or token
-        self.fake.join_count += 1
         self.send_frame(join_ref, ref, topic, "phx_reply", OK)
+        self.fake.join_count += 1
+        self.fake._changed()
 
     def connectionLost(self, reason: Any) -> None:
         super().connectionLost(reason)
@@ -123,6 +126,7 @@ class FakePancake:
         self.sessions: list[FakePancakeSession] = []  # every session ever opened
         self.open_sessions: list[FakePancakeSession] = []
         self.join_count = 0
+        self.silent = False  # True: record frames but answer nothing, like a hung server
         self.peak_concurrent: Counter[str] = Counter()  # token -> most sessions at once
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
         self._port: Any = None
