@@ -82,21 +82,24 @@ class PhoenixProtocol(UpstreamProtocol):
     # Same default as the official client: an unanswered join is retried.
     join_timeout = 10.0
 
-    def onOpen(self) -> None:
+    def connectionMade(self) -> None:
         self._refs = itertools.count(1)
         self._established = False
+        self._channels: dict[str, _Channel] = {}
         self._heartbeat = LoopingCall(self._send_heartbeat)
         self._heartbeat.clock = self.clock
+        super().connectionMade()
+
+    def onOpen(self) -> None:
         self._heartbeat.start(self.heartbeat_interval, now=False)
         self._channels = {spec.topic: _Channel(spec) for spec in self.factory.channels()}
         for channel in self._channels.values():
             self._join(channel)
 
     def connectionLost(self, reason: Failure) -> None:
-        heartbeat = getattr(self, "_heartbeat", None)
-        if heartbeat is not None and heartbeat.running:
-            heartbeat.stop()
-        for channel in getattr(self, "_channels", {}).values():
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        for channel in self._channels.values():
             channel.cancel_timer()
         super().connectionLost(reason)
 
@@ -105,17 +108,19 @@ class PhoenixProtocol(UpstreamProtocol):
     def _next_ref(self) -> str:
         return str(next(self._refs))
 
-    def _send(self, message: PhoenixMessage) -> None:
+    def _send_message(self, message: PhoenixMessage) -> None:
         self.sendMessage(encode_frame(message), isBinary=False)
 
     def _send_heartbeat(self) -> None:
-        self._send(PhoenixMessage(None, self._next_ref(), SOCKET_TOPIC, HEARTBEAT, {}))
+        self._send_message(PhoenixMessage(None, self._next_ref(), SOCKET_TOPIC, HEARTBEAT, {}))
 
     def _join(self, channel: _Channel) -> None:
         channel.cancel_timer()
         channel.join_ref = self._next_ref()
         spec = channel.spec
-        self._send(PhoenixMessage(channel.join_ref, channel.join_ref, spec.topic, JOIN, spec.params))
+        self._send_message(
+            PhoenixMessage(channel.join_ref, channel.join_ref, spec.topic, JOIN, spec.params)
+        )
         channel.timer = self.clock.callLater(
             self.join_timeout, self._rejoin_later, channel, "join timeout"
         )
@@ -140,7 +145,9 @@ class PhoenixProtocol(UpstreamProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary:
-            self.log.warn("{provider}: skipped a binary frame", provider=self.session.provider)
+            self.log.warn(
+                "{provider}: skipped a binary frame", provider=self.session.provider
+            )
             return
         try:
             message = decode_frame(payload)
@@ -156,8 +163,12 @@ class PhoenixProtocol(UpstreamProtocol):
             return  # heartbeat replies: arriving at all is what counts
         channel = self._channels.get(message.topic)
         if channel is None:
-            self.log.debug("{provider}: skipped {event} on unjoined {topic}",
-                           provider=self.session.provider, event=message.event, topic=message.topic)
+            self.log.info(
+                "{provider}: skipped {event} on unjoined {topic}",
+                provider=self.session.provider,
+                event=message.event,
+                topic=message.topic,
+            )
             return
         if message.join_ref is not None and message.join_ref != channel.join_ref:
             return  # addressed to an earlier join of this topic
@@ -197,8 +208,11 @@ class PhoenixProtocol(UpstreamProtocol):
         channel.cancel_timer()
         channel.joined = True
         channel.rejoins = 0
+        topic = channel.spec.topic
         for event, push_payload in channel.spec.after_join:
-            self._send(PhoenixMessage(channel.join_ref, self._next_ref(), channel.spec.topic, event, push_payload))
+            self._send_message(
+                PhoenixMessage(channel.join_ref, self._next_ref(), topic, event, push_payload)
+            )
         if not self._established and all(c.joined for c in self._channels.values()):
             self._established = True
             self.session.session_established()
@@ -206,8 +220,12 @@ class PhoenixProtocol(UpstreamProtocol):
     def _push_replied(self, channel: _Channel, payload: Any) -> None:
         status, _ = reply_status(payload)
         if status != "ok":
-            self.log.warn("{provider}: {topic}: a push was answered {status}",
-                          provider=self.session.provider, topic=channel.spec.topic, status=status)
+            self.log.warn(
+                "{provider}: {topic}: a push was answered {status}",
+                provider=self.session.provider,
+                topic=channel.spec.topic,
+                status=status,
+            )
 
     def _deliver(self, message: PhoenixMessage) -> None:
         try:

@@ -58,7 +58,9 @@ class FakePancakeSession(WebSocketServerProtocol):
     def fake(self) -> FakePancake:
         return self.factory.fake
 
-    def send_frame(self, join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any) -> None:
+    def send_frame(
+        self, join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any
+    ) -> None:
         self.sendMessage(json.dumps([join_ref, ref, topic, event, payload]).encode())
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -237,7 +239,8 @@ def _run_command(fake: FakePancake, line: str) -> str:
         fake.drop_all()
         return "dropped"
     if command == "status":
-        return json.dumps({"sessions": len(fake.open_sessions), "joined": sorted(fake.joined_topics)})
+        joined = sorted(fake.joined_topics)
+        return json.dumps({"sessions": len(fake.open_sessions), "joined": joined})
     return "commands: push <topic> <event> <json> | crash <topic> | drop | status"
 
 
