@@ -73,7 +73,7 @@ class Gateway(service.MultiService):
         pm.hook.n2gateway_configure(context=self.context)
         add_health_route(self.routes, self)
         add_hub_routes(self.routes, self)
-        self.routes.mount("/ws", self.endpoints["ws"].resource)
+        self.routes.mount("/ws", self.endpoints["ws"].as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
 
     def migration_folders(self) -> list[MigrationFolder]:

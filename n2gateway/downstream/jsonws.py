@@ -12,19 +12,17 @@ import json
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from n2gateway.downstream.auth import AuthError, Authenticator, Identity
-from n2gateway.downstream.outbox import Outbox
-from n2gateway.hub import Hub, Refused, Session
+from n2gateway.downstream.connection import (CLOSE_NOT_READY, CLOSE_UNAUTHORIZED,
+                                             DownstreamProtocol)
+from n2gateway.hub import Hub, Refused
 from n2gateway.journal import Event
 
 MAX_FRAME = 64 * 1024
-CLOSE_UNAUTHORIZED = 4001
-CLOSE_NOT_READY = 1013  # "try again later"
-CLOSE_GOING_AWAY = 1001
 
 
 def _dumps(value: Any) -> str:
@@ -60,12 +58,10 @@ def parse_offset(value: Any) -> int | None:
     return int(value)
 
 
-class JsonSocketProtocol(WebSocketServerProtocol):
-    log = Logger()
+class JsonSocketProtocol(DownstreamProtocol):
+    failures = Logger()
     factory: "JsonSocketFactory"
 
-    session: Session | None = None
-    outbox: Outbox | None = None
     _auth_error: str | None = None
     _identity: Identity | None = None
 
@@ -88,17 +84,10 @@ class JsonSocketProtocol(WebSocketServerProtocol):
         if not hub.ready:
             self.sendClose(CLOSE_NOT_READY, "gateway starting; try again shortly")
             return
-        self.outbox = Outbox(self.sendPreparedMessage, self._close_slow)
-        self.outbox.attach(self.transport)
-        self.session = hub.connect(self._identity, self.factory.wire, self.outbox)
-        self.session.join(self._identity.own_room)
+        self.start_session(self._identity)
         self._work = defer.succeed(None)
         self.send_control({"type": "welcome", "userId": self._identity.sub,
                            "rooms": self.session.rooms, "offset": str(hub.head)})
-
-    def _close_slow(self, code: int, reason: str) -> None:
-        self.factory.slow_closed += 1
-        self.sendClose(code, reason)
 
     def send_control(self, frame: dict) -> None:
         self.sendMessage(_dumps(frame).encode())
@@ -118,7 +107,7 @@ class JsonSocketProtocol(WebSocketServerProtocol):
         except (ProtocolError, Refused) as e:
             self.send_control({"type": "error", "message": str(e)})
         except Exception:
-            self.log.failure("downstream frame handling failed")
+            self.failures.failure("downstream frame handling failed")
             self.send_control({"type": "error", "message": "internal error"})
 
     async def _dispatch(self, payload: bytes) -> None:
@@ -143,11 +132,6 @@ class JsonSocketProtocol(WebSocketServerProtocol):
         if not self.session.closed:
             self.send_control({"type": "subscribed", "room": room})
 
-    def onClose(self, wasClean: bool, code: int, reason: str) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
 
 class JsonSocketFactory(WebSocketServerFactory):
     protocol = JsonSocketProtocol
@@ -163,5 +147,6 @@ class JsonSocketFactory(WebSocketServerFactory):
             autoPingInterval=25, autoPingTimeout=20, openHandshakeTimeout=10,
             closeHandshakeTimeout=2, perMessageCompressionAccept=lambda offers: None)
 
-    def resource(self) -> WebSocketResource:
+    def as_resource(self) -> WebSocketResource:
+        # Not "resource": WebSocketServerFactory already has an attribute of that name.
         return WebSocketResource(self)
