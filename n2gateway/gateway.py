@@ -2,7 +2,7 @@
 
 Start-up order: listen on the HTTP port (``/health`` answers ``degraded`` at once),
 start the embedded PostgreSQL when no URL is configured, wait for the database with
-backoff, apply migrations, then start the plugins' services. Stopping runs the same
+backoff, apply migrations, open the shared LISTEN connection, then start the plugins' services. Stopping runs the same
 steps backwards and waits for each.
 """
 
@@ -23,6 +23,7 @@ from n2gateway.config import Settings
 from n2gateway.context import PluginContext
 from n2gateway.db import Database, DatabaseUnavailable
 from n2gateway.db.embedded import EmbeddedPostgres
+from n2gateway.db.listen import Listener
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.http.health import add_health_route
 from n2gateway.http.routes import Routes
@@ -51,8 +52,10 @@ class Gateway(service.MultiService):
         self.database_state = "starting"
         self.database_error: str | None = None
         self.journal = Journal(self.db, reactor)
+        self.listener = Listener(self.db, reactor)
         self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
-                                     publish=self.journal.append, journal=self.journal)
+                                     publish=self.journal.append, journal=self.journal,
+                                     listener=self.listener)
         self.routes = Routes(admin_token=settings.admin_token)
         self.plugin_services = service.MultiService()
         self._port = None
@@ -106,6 +109,8 @@ class Gateway(service.MultiService):
         self.db.configure(dsn)
         await self._wait_for_database()
         await apply_migrations(self.db, self.migration_folders())
+        # A child before plugin_services: it starts before them and stops after them.
+        self.listener.setServiceParent(self)
         self.pm.hook.n2gateway_services(context=self.context, register=self._add_plugin_service)
         self.plugin_services.setServiceParent(self)
         self.log.info("gateway ready")
