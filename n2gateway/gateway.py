@@ -2,8 +2,8 @@
 
 Start-up order: listen on the HTTP port (``/health`` answers ``degraded`` at once),
 start the embedded PostgreSQL when no URL is configured, wait for the database with
-backoff, apply migrations, open the shared LISTEN connection, then start the plugins' services. Stopping runs the same
-steps backwards and waits for each.
+backoff, apply migrations, open the shared LISTEN connection, then start the plugins'
+services. Stopping runs the same steps backwards and waits for each.
 """
 
 from __future__ import annotations
