@@ -105,13 +105,15 @@ class Database:
         self._closed = False
 
     async def connect(self, *, on_lost: Callable[[BaseException], None] | None = None,
-                      on_notify: Callable[[str, str], None] | None = None) -> "txpostgres.Connection":
+                      on_notify: Callable[[str, str], None] | None = None,
+                      **params: str) -> "txpostgres.Connection":
         """Open one new connection; used by the pool and by services needing their own
-        (``on_lost(error)`` when its socket goes, ``on_notify(channel, payload)``)."""
+        (``on_lost(error)`` when its socket goes, ``on_notify(channel, payload)``;
+        ``params`` are libpq parameters such as ``application_name``)."""
         if self._dsn is None:
             raise DatabaseUnavailable("the database is not configured yet")
         connection = WatchedConnection(self._reactor, on_lost, on_notify)
-        d = connection.connect(self._dsn)
+        d = connection.connect(self._dsn, **params)
         d.addTimeout(CONNECT_TIMEOUT, self._reactor)
         try:
             await d
