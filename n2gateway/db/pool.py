@@ -72,14 +72,15 @@ class WatchedConnection(txpostgres.Connection):
             self._on_lost(reason.value)
 
     def checkForNotifies(self) -> None:
-        notifies = self._connection.notifies
-        if not notifies:
+        if self._on_notify is None:
+            # txpostgres' own observers (addNotifyObserver) still work.
+            super().checkForNotifies()
             return
+        notifies = self._connection.notifies
         batch = notifies[:]
         del notifies[:]
-        if self._on_notify is not None:
-            for notify in batch:
-                self._on_notify(notify.channel, notify.payload)
+        for notify in batch:
+            self._on_notify(notify.channel, notify.payload)
 
 
 class Database:
