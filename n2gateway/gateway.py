@@ -26,6 +26,8 @@ from n2gateway.db.embedded import EmbeddedPostgres
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.downstream.auth import Authenticator
 from n2gateway.downstream.jsonws import JsonSocketFactory
+from n2gateway.downstream.socketio import SocketIoFactory
+from n2gateway.downstream.socketio_sessions import SessionKeeper, SessionStore
 from n2gateway.http.health import add_health_route
 from n2gateway.http.hub_routes import add_hub_routes
 from n2gateway.hub import Hub
@@ -58,9 +60,13 @@ class Gateway(service.MultiService):
         self.hub = Hub(self.journal, reactor, poll_interval=settings.poll_interval)
         self.journal.on_appended = self.hub.wake
         self.authenticator = Authenticator(settings.jwt_secret)
-        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor)}
+        socketio = SocketIoFactory(self.hub, self.authenticator, SessionStore(self.db), reactor)
+        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
+                          "socket.io": socketio}
         self.core_services = service.MultiService()
         self.hub.setServiceParent(self.core_services)
+        SessionKeeper(socketio.sessions, socketio.live_pids.keys,
+                      reactor).setServiceParent(self.core_services)
         RetentionService(self.journal, reactor, settings.retention,
                          settings.retention_rows).setServiceParent(self.core_services)
         self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
@@ -74,6 +80,7 @@ class Gateway(service.MultiService):
         add_health_route(self.routes, self)
         add_hub_routes(self.routes, self)
         self.routes.mount("/ws", self.endpoints["ws"].as_resource)
+        self.routes.mount("/socket.io/", socketio.as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
 
     def migration_folders(self) -> list[MigrationFolder]:
