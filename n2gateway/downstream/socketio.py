@@ -131,7 +131,7 @@ class SocketIoProtocol(DownstreamProtocol):
                 call.cancel()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if self._sid is None:
+        if self._sid is None or self.state != self.STATE_OPEN:
             return
         if isBinary:
             self._refuse_binary()
