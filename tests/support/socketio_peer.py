@@ -6,23 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
-import pytest
 from twisted.internet import defer, protocol, reactor
 
-INTEROP = Path(__file__).resolve().parents[1] / "interop"
-
-
-def node() -> str:
-    if not (INTEROP / "node_modules" / "socket.io-client").is_dir():
-        pytest.fail("tests/interop/node_modules is missing: run `npm ci --prefix tests/interop`")
-    found = shutil.which("node")
-    if found is None:
-        pytest.fail("node is not installed (Node 20 or later is needed)")
-    return found
+from tests.support.node import INTEROP, node
 
 
 class SocketIoPeer(protocol.ProcessProtocol):
@@ -37,7 +25,8 @@ class SocketIoPeer(protocol.ProcessProtocol):
     @classmethod
     def spawn(cls) -> "SocketIoPeer":
         peer = cls()
-        reactor.spawnProcess(peer, node(), [node(), str(INTEROP / "socketio_peer.mjs")],
+        executable = node("socket.io-client")
+        reactor.spawnProcess(peer, executable, [executable, str(INTEROP / "socketio_peer.mjs")],
                              env=dict(os.environ), path=str(INTEROP))
         return peer
 
