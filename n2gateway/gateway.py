@@ -28,6 +28,8 @@ from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.downstream.auth import Authenticator
 from n2gateway.downstream.connection import CLOSE_GOING_AWAY
 from n2gateway.downstream.jsonws import JsonSocketFactory
+from n2gateway.downstream.socketio import SocketIoFactory
+from n2gateway.downstream.socketio_sessions import SessionKeeper, SessionStore
 from n2gateway.http.health import add_health_route
 from n2gateway.http.hub_routes import add_hub_routes
 from n2gateway.hub import Hub
@@ -64,12 +66,15 @@ class Gateway(service.MultiService):
         self.listener.subscribe("n2_journal", lambda payload: self.hub.wake(),
                                 on_recovered=self.hub.wake)
         self.authenticator = Authenticator(settings.jwt_secret)
-        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor)}
+        socketio = SocketIoFactory(self.hub, self.authenticator, SessionStore(self.db), reactor)
+        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
+                          "socket.io": socketio}
         self.node_id = settings.node_id or new_node_id()
         self.leadership = Leadership(self.db, reactor, self.node_id)
         # Started in this order after migrations, stopped in reverse after the plugins.
         self.core_services = service.MultiService()
         for core in (self.listener, self.leadership, self.hub,
+                     SessionKeeper(socketio.sessions, socketio.live_pids.keys, reactor),
                      RetentionService(self.journal, reactor, settings.retention,
                                       settings.retention_rows)):
             core.setServiceParent(self.core_services)
@@ -85,6 +90,7 @@ class Gateway(service.MultiService):
         add_health_route(self.routes, self)
         add_hub_routes(self.routes, self)
         self.routes.mount("/ws", self.endpoints["ws"].as_resource)
+        self.routes.mount("/socket.io/", socketio.as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
 
     def migration_folders(self) -> list[MigrationFolder]:
