@@ -3,11 +3,12 @@ A provider: one upstream client type (Pancake, TPOS, ...), its stored credential
 and the one live session they open.
 
 A plugin subclasses L{Provider} with four small methods (credentials from a
-stored row and back, the session to build, the status fields to add) and
-registers it as a service; the provider then connects on its own at start-up
-from the active stored row, and C{start}/C{stop} (the control routes) replace or
-end the session. One session per provider at a time: the upstream never sees
-two sessions with the same credentials.
+stored row and back, the session to build, the status fields to add) and claims
+it with C{context.leadership.claim(client_type, lambda: provider)}: the provider
+runs on one gateway of those sharing the database, connects on its own from the
+active stored row when it starts there, and C{start}/C{stop} (the control
+routes) replace or end the session. One session per provider at a time: the
+upstream never sees two sessions with the same credentials.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class BadCredentials(ValueError):
 
 
 class ProviderNotRunning(Exception):
-    """The gateway is still starting (or stopping): no session can be opened yet."""
+    """This gateway does not hold the provider now: it is starting or stopping, or
+    another gateway on the same database holds it."""
 
 
 class Provider(Service, Generic[C]):
@@ -102,7 +104,9 @@ class Provider(Service, Generic[C]):
         """
         async with self._lock:
             if not self.running:
-                raise ProviderNotRunning(f"{self.client_type} is not running yet; try again")
+                raise ProviderNotRunning(
+                    f"{self.client_type} is not held by this gateway (it is starting, or "
+                    "another gateway on the database holds it); nothing changed")
             await self._store.save(self.client_type, **self.row_for(credentials))
             self._generation += 1
             await self._disconnect()
@@ -114,9 +118,7 @@ class Provider(Service, Generic[C]):
         async with self._lock:
             await self._store.deactivate(self.client_type)
             self._generation += 1
-            await self._disconnect()
-            self._credentials = None
-            self._status = UpstreamStatus(self._wall_clock)
+            await self._end()
             self.log.info("{provider}: stopped", provider=self.client_type)
 
     def status(self) -> dict[str, Any]:
@@ -137,7 +139,7 @@ class Provider(Service, Generic[C]):
         super().stopService()
         if self._auto_connect is not None and not self._auto_connect.called:
             self._auto_connect.cancel()
-        return Deferred.fromCoroutine(self._locked(self._disconnect))
+        return Deferred.fromCoroutine(self._locked(self._end))
 
     # Internals.
 
@@ -193,6 +195,11 @@ class Provider(Service, Generic[C]):
         session, self._session = self._session, None
         if session is not None:
             await session.stop()
+
+    async def _end(self) -> None:
+        await self._disconnect()
+        self._credentials = None
+        self._status = UpstreamStatus(self._wall_clock)
 
 
 class PerGateway(Generic[T]):

@@ -19,7 +19,7 @@ from n2gateway.http.routes import Routes
 from n2gateway.upstream.provider import PerGateway
 
 from .api import START_BODY, STATUS_PROPERTIES, credentials_from_body
-from .provider import PancakeProvider
+from .provider import CLIENT_TYPE, PancakeProvider
 from .relay import PancakeRelay
 
 
@@ -44,7 +44,9 @@ def n2gateway_routes(context: PluginContext, routes: Routes) -> None:
 
 @hookimpl
 def n2gateway_services(context: PluginContext, register: Callable[[IService], None]) -> None:
-    register(provider(context))
+    # Not registered as a plain service: one gateway of those sharing the database
+    # holds the session, and the leadership starts and stops it there.
+    context.leadership.claim(CLIENT_TYPE, lambda: provider(context))
 
 
 @hookimpl

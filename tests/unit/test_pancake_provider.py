@@ -294,3 +294,17 @@ def test_stopping_while_the_database_is_away_leaves_no_timer(world: World) -> No
     world.stop_service()
     world.advance(600)
     assert world.fake.sessions == []
+
+
+def test_a_provider_handed_back_and_forth_reconnects_each_time(world: World) -> None:
+    # The leadership stops the provider when this gateway loses the source and
+    # starts it again when it wins it back.
+    world.store_row()
+    for round in range(2):
+        world.provider.startService()
+        world.network.flush()
+        assert world.status["connected"] and len(world.fake.open_sessions) == 1
+        world.stop_service()
+        assert world.fake.open_sessions == []
+        assert world.status["connected"] is False and world.status["hasToken"] is False
+    assert len(world.fake.sessions) == 2
