@@ -28,6 +28,7 @@ _NULLABLE_STRING = {"type": ["string", "null"]}
 # What every provider's status has (UpstreamStatus.as_dict() and hasToken).
 STATUS_PROPERTIES = {
     "connected": {"type": "boolean"},
+    "held": {"type": "boolean"},
     "hasToken": {"type": "boolean"},
     "reconnectAttempts": {"type": "integer"},
     "needsLogin": {"type": "boolean"},

@@ -124,6 +124,8 @@ class Provider(Service, Generic[C]):
     def status(self) -> dict[str, Any]:
         return {
             **self._status.as_dict(),
+            # Of the gateways on one database only one holds a provider at a time.
+            "held": bool(self.running),
             "hasToken": self._credentials is not None,
             **self.describe(self._credentials),
         }

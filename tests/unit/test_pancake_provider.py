@@ -119,7 +119,7 @@ def test_auto_connects_from_the_active_stored_row(world: World) -> None:
     assert world.fake.sessions[0].headers["cookie"] == COOKIE
     assert world.status == {
         "connected": True, "since": world.status["since"], "reconnectAttempts": 0,
-        "lastError": None, "needsLogin": False, "hasToken": True,
+        "lastError": None, "needsLogin": False, "held": True, "hasToken": True,
         "userId": "42", "pageCount": 2, "pageIds": ["101", "102"]}
     world.fake.push("users:42", "pages:new_message", {"message": {"page_id": "101"}})
     world.network.flush()
@@ -307,4 +307,5 @@ def test_a_provider_handed_back_and_forth_reconnects_each_time(world: World) -> 
         world.stop_service()
         assert world.fake.open_sessions == []
         assert world.status["connected"] is False and world.status["hasToken"] is False
+        assert world.status["held"] is False
     assert len(world.fake.sessions) == 2
