@@ -8,6 +8,7 @@ steps backwards and waits for each.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,11 @@ class Gateway(service.MultiService):
         if self.embedded is not None:
             await self.embedded.stop()
         self.log.info("gateway stopped")
+        # twistd re-raises the signal that stopped the reactor once it has shut down, so
+        # even a clean stop on SIGTERM would exit "killed by signal 15" (143), which
+        # supervisors report as a failure. A stop that got this far is a normal exit.
+        if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:
+            self.reactor._exitSignal = None
 
     def stopService(self) -> defer.Deferred:
         return defer.Deferred.fromCoroutine(self._stop())
