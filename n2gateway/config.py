@@ -49,6 +49,13 @@ OPTIONS: tuple[Option, ...] = (
            "Fernet key: upstream tokens are encrypted at rest when set."),
     Option("disable-plugin", "N2GATEWAY_DISABLE_PLUGINS",
            "Comma list of plugin names not to load (e.g. tpos,chat)."),
+    Option("retention", "N2GATEWAY_RETENTION",
+           "How long the journal keeps events for resuming clients (e.g. 90s, 30m, 24h).", "24h"),
+    Option("retention-rows", "N2GATEWAY_RETENTION_ROWS",
+           "At most this many events are kept in the journal.", "1000000"),
+    Option("poll-interval", "N2GATEWAY_POLL_INTERVAL",
+           "Seconds between journal polls, the bound on delivery delay when a NOTIFY is lost.",
+           "1"),
 )
 
 
@@ -64,6 +71,9 @@ class Settings:
     credentials_key: str | None = None
     plugins: tuple[str, ...] = ()
     disabled_plugins: tuple[str, ...] = ()
+    retention: float = 86400.0
+    retention_rows: int = 1_000_000
+    poll_interval: float = 1.0
     #: Every N2GATEWAY_* variable, for plugin settings (``plugin_setting``).
     plugin_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -132,9 +142,33 @@ def build_settings(
         credentials_key=credentials_key,
         plugins=plugins,
         disabled_plugins=_comma_list(values["disable-plugin"]),
+        retention=_duration("retention", values["retention"]),
+        retention_rows=_positive_int("retention-rows", values["retention-rows"]),
+        poll_interval=_duration("poll-interval", values["poll-interval"]),
         plugin_env=MappingProxyType(
             {k: v for k, v in environ.items() if k.startswith("N2GATEWAY_")}),
     )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str, text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``7d``."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise usage.UsageError(f"--{name}: expected a duration like 90s, 30m or 24h") from None
+    if not seconds > 0:
+        raise usage.UsageError(f"--{name}: must be more than zero")
+    return seconds
+
+
+def _positive_int(name: str, text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise usage.UsageError(f"--{name}: expected a positive whole number")
+    return int(text)
 
 
 def _check_database_url(url: str) -> None:

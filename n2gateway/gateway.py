@@ -25,10 +25,14 @@ from n2gateway.context import PluginContext
 from n2gateway.db import Database, DatabaseUnavailable
 from n2gateway.db.embedded import EmbeddedPostgres
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
+from n2gateway.downstream.auth import Authenticator
+from n2gateway.downstream.jsonws import JsonSocketFactory
 from n2gateway.http.health import add_health_route
+from n2gateway.http.hub_routes import add_hub_routes
+from n2gateway.hub import Hub
 from n2gateway.http.routes import Routes
 from n2gateway.http.site import GatewaySite
-from n2gateway.journal import Journal
+from n2gateway.journal import Journal, RetentionService
 from n2gateway.plugins import call_each, plugin_names
 
 CORE_SCHEMA = Path(__file__).resolve().parent.parent / "schema"
@@ -52,6 +56,14 @@ class Gateway(service.MultiService):
         self.database_state = "starting"
         self.database_error: str | None = None
         self.journal = Journal(self.db, reactor)
+        self.hub = Hub(self.journal, reactor, poll_interval=settings.poll_interval)
+        self.journal.on_appended = self.hub.wake
+        self.authenticator = Authenticator(settings.jwt_secret)
+        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor)}
+        self.core_services = service.MultiService()
+        self.hub.setServiceParent(self.core_services)
+        RetentionService(self.journal, reactor, settings.retention,
+                         settings.retention_rows).setServiceParent(self.core_services)
         self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
                                      publish=self.journal.append, journal=self.journal)
         self.routes = Routes(admin_token=settings.admin_token)
@@ -61,6 +73,8 @@ class Gateway(service.MultiService):
 
         pm.hook.n2gateway_configure(context=self.context)
         add_health_route(self.routes, self)
+        add_hub_routes(self.routes, self)
+        self.routes.mount("/ws", self.endpoints["ws"].as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
 
     def migration_folders(self) -> list[MigrationFolder]:
@@ -69,6 +83,12 @@ class Gateway(service.MultiService):
             impl.function(register=lambda path, name=impl.plugin_name:
                           folders.append(MigrationFolder(name, Path(path))))
         return folders
+
+    def connections_by_protocol(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.endpoints, 0)
+        for session in self.hub.sessions:
+            counts[session.wire.protocol_name] += 1
+        return counts
 
     def plugin_status(self) -> dict[str, Any]:
         return call_each(self.pm, "n2gateway_status", context=self.context)
@@ -101,12 +121,16 @@ class Gateway(service.MultiService):
         if self.settings.admin_token is None:
             self.log.warn("no --admin-token: the control API (/api/...) is open to anyone "
                           "who can reach this port")
+        if self.authenticator.development:
+            self.log.warn("no --jwt-secret: DEVELOPMENT MODE, downstream clients name "
+                          "themselves with userId and may join any room")
 
     async def _start(self) -> None:
         dsn = self.settings.database_url or await self.embedded.start()
         self.db.configure(dsn)
         await self._wait_for_database()
         await apply_migrations(self.db, self.migration_folders())
+        self.core_services.setServiceParent(self)
         self.pm.hook.n2gateway_services(context=self.context, register=self._add_plugin_service)
         self.plugin_services.setServiceParent(self)
         self.log.info("gateway ready")
@@ -143,6 +167,8 @@ class Gateway(service.MultiService):
             self._bring_up.cancel()
         if self.plugin_services.parent is not None:
             await self.plugin_services.disownServiceParent()
+        if self.core_services.parent is not None:
+            await self.core_services.disownServiceParent()
         await defer.maybeDeferred(super().stopService)
         self.journal.close()
         self.db.close()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
-from twisted.internet import defer
+from twisted.application import service
+from twisted.internet import defer, task
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -66,6 +67,9 @@ class Journal:
 
     def __init__(self, db: Database, reactor: Any, *, batch_size: int = 500,
                  max_pending: int = 100_000) -> None:
+        #: Called after each durable batch; the local hub reads at once instead of
+        #: waiting for the doorbell to come back from PostgreSQL.
+        self.on_appended: Callable[[], None] = lambda: None
         self._db = db
         self._reactor = reactor
         self._batch_size = batch_size
@@ -119,6 +123,7 @@ class Journal:
             for (_, done), (offset,) in zip(batch, rows):
                 self._pending.popleft()
                 done.callback(offset)
+            self.on_appended()
         self._flushing = False
 
     @staticmethod
@@ -180,3 +185,33 @@ class Journal:
             return cut
 
         return await self._db.transaction(work)
+
+
+class RetentionService(service.Service):
+    """Trims the journal on a timer (every gateway may run it: trimming is idempotent)."""
+
+    log = Logger()
+
+    def __init__(self, journal: Journal, reactor: Any, max_age: float, max_rows: int,
+                 interval: float = 60.0) -> None:
+        self._journal = journal
+        self._max_age = max_age
+        self._max_rows = max_rows
+        self._loop = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self._trim()))
+        self._loop.clock = reactor
+        self._interval = interval
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(self._interval, now=True)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    async def _trim(self) -> None:
+        try:
+            await self._journal.trim(self._max_age, self._max_rows)
+        except DatabaseUnavailable as e:
+            self.log.warn("journal retention skipped: {reason}", reason=str(e))

@@ -1,0 +1,1 @@
+"""Downstream clients: token auth and the WebSocket endpoints (plain JSON, Socket.IO)."""

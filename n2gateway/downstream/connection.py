@@ -1,0 +1,44 @@
+"""What every downstream WebSocket connection shares, whatever its protocol:
+a hub session, the bounded outbox under it, and quiet logging."""
+
+from __future__ import annotations
+
+import txaio
+from autobahn.twisted.websocket import WebSocketServerProtocol
+
+from n2gateway.downstream.auth import Identity
+from n2gateway.downstream.outbox import Outbox
+from n2gateway.hub import Session
+
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_NOT_READY = 1013  # "try again later"
+CLOSE_GOING_AWAY = 1001
+
+
+class DownstreamProtocol(WebSocketServerProtocol):
+    # Autobahn logs the whole opening request at debug level, and its query string
+    # carries the client's token (/ws?token=...): this logger never goes below info.
+    log = txaio.make_logger(level="info")
+
+    session: Session | None = None
+    outbox: Outbox | None = None
+
+    def start_session(self, identity: Identity) -> Session:
+        """Attach to the hub as ``identity``, already in its own ``user:<sub>`` room."""
+        self.outbox = Outbox(self.sendPreparedMessage, self._close_slow)
+        # twisted.web's channel was the transport's producer until the WebSocket took
+        # the connection over; the outbox is now.
+        self.transport.unregisterProducer()
+        self.outbox.attach(self.transport)
+        self.session = self.factory.hub.connect(identity, self.factory.wire, self.outbox)
+        self.session.join(identity.own_room)
+        return self.session
+
+    def _close_slow(self, code: int, reason: str) -> None:
+        self.factory.slow_closed += 1
+        self.sendClose(code, reason)
+
+    def onClose(self, wasClean: bool, code: int, reason: str) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None

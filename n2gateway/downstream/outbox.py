@@ -1,0 +1,71 @@
+"""A bounded send buffer per connection: the slow-consumer policy.
+
+The outbox registers as the transport's push producer, so Twisted tells it when the
+socket's own buffer is full (``pauseProducing``) and when it has drained. Frames
+sent meanwhile wait here; past ``limit`` bytes the client is too slow to follow and
+is closed with a clear reason (it resumes from its last offset), so one slow client
+never makes the gateway's memory grow without limit nor slows the others.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from autobahn.websocket.protocol import PreparedMessage
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+SLOW_CONSUMER_CODE = 4008
+SLOW_CONSUMER_REASON = "slow consumer: reconnect and resume from your last offset"
+DEFAULT_LIMIT = 1024 * 1024
+
+
+@implementer(IPushProducer)
+class Outbox:
+    def __init__(self, send: Callable[[PreparedMessage], None], close: Callable[[int, str], None],
+                 limit: int = DEFAULT_LIMIT) -> None:
+        self._send = send
+        self._close = close
+        self._limit = limit
+        self._waiting: deque[PreparedMessage] = deque()
+        self._waiting_bytes = 0
+        self._paused = False
+        self.closed = False
+
+    def attach(self, transport) -> None:
+        transport.registerProducer(self, True)
+
+    def send_prepared(self, frame: PreparedMessage) -> None:
+        if self.closed:
+            return
+        if not self._paused:
+            self._send(frame)
+            return
+        self._waiting.append(frame)
+        self._waiting_bytes += len(frame.payloadHybi)
+        if self._waiting_bytes > self._limit:
+            self.close_slow()
+
+    def close_slow(self) -> None:
+        if not self.closed:
+            self._drop()
+            self._close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON)
+
+    def _drop(self) -> None:
+        self.closed = True
+        self._waiting.clear()
+        self._waiting_bytes = 0
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        while self._waiting and not self._paused:
+            frame = self._waiting.popleft()
+            self._waiting_bytes -= len(frame.payloadHybi)
+            self._send(frame)
+
+    def stopProducing(self) -> None:
+        self._drop()

@@ -1,0 +1,8 @@
+"""
+Reusable machinery for the gateway's long-lived upstream WebSocket sessions.
+
+A provider plugin builds an L{UpstreamService} around a protocol of its own
+(Phoenix Channels for Pancake, Socket.IO for TPOS). The service reconnects
+with backoff, reports its state through an L{UpstreamStatus} and hands every
+upstream event to a callback; it knows nothing of the database or the hub.
+"""

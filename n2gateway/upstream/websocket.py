@@ -1,0 +1,126 @@
+"""
+The Autobahn client base that every upstream protocol builds on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import txaio
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from .watchdog import InactivityWatchdog
+
+if TYPE_CHECKING:
+    from .service import UpstreamService
+
+# Upstream payloads are chat messages and order records; anything near this
+# size is abuse, and Autobahn would otherwise buffer it without limit.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+BROWSER_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
+
+
+class UpstreamClientFactory(WebSocketClientFactory):
+    """
+    Builds the protocols of one upstream session. C{session} is the
+    L{UpstreamService} they report to; it sets itself there.
+    """
+
+    session: UpstreamService
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reactor: IReactorTime,
+        origin: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            reactor=reactor,
+            origin=origin,
+            useragent=BROWSER_USER_AGENT,
+            headers=headers or {},
+        )
+        self.clock = reactor
+        # Autobahn's own timers run on txaio's global reactor, out of reach of
+        # an injected clock and of stop(); the inactivity watchdog, which starts
+        # before the opening handshake, covers what they would.
+        self.setProtocolOptions(
+            openHandshakeTimeout=0,
+            closeHandshakeTimeout=0,
+            serverConnectionDropTimeout=0,
+            autoPingInterval=0,
+            maxFramePayloadSize=MAX_MESSAGE_BYTES,
+            maxMessagePayloadSize=MAX_MESSAGE_BYTES,
+        )
+
+
+class UpstreamProtocol(WebSocketClientProtocol):
+    """
+    One upstream connection: feeds an inactivity watchdog with every byte
+    received and tells the session when the connection ends.
+
+    Subclasses set C{silence_timeout}, the seconds their upstream may stay
+    completely quiet before the connection counts as dead.
+    """
+
+    # Autobahn logs the whole opening request, Cookie header included, at
+    # debug level through self.log: pinning this logger at "info" keeps it
+    # out of every log whatever the global level.
+    log = txaio.make_logger(level="info")
+
+    factory: UpstreamClientFactory
+    silence_timeout: float
+    # Why we ended the connection ourselves, for the status (short, no secrets).
+    close_reason: str | None = None
+
+    @property
+    def session(self) -> UpstreamService:
+        return self.factory.session
+
+    @property
+    def clock(self) -> IReactorTime:
+        return self.factory.clock
+
+    def connectionMade(self) -> None:
+        self._watchdog = InactivityWatchdog(
+            self.clock, self.silence_timeout, self._silence_detected
+        )
+        self._watchdog.touch()
+        self.session.attach(self)
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._watchdog.touch()
+        super().dataReceived(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._watchdog.stop()
+        super().connectionLost(reason)
+        self.session.detach(self, reason)
+
+    def _silence_detected(self) -> None:
+        self.log.warn(
+            "{provider}: nothing received for {seconds} s, dropping the connection",
+            provider=self.session.provider,
+            seconds=self.silence_timeout,
+        )
+        self.drop("silence timeout")
+
+    def drop(self, reason: str) -> None:
+        """End the connection now, recording a short reason for the status."""
+        self.close_reason = reason
+        self.transport.abortConnection()
+
+    def close(self) -> None:
+        """Start a clean WebSocket close if the session is open."""
+        if self.state == self.STATE_OPEN:
+            self.sendClose(code=1000)

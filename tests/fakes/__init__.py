@@ -1,0 +1,1 @@
+"""Stand-ins for the upstream services, speaking their real wire protocols."""
