@@ -70,6 +70,8 @@ class Gateway(service.MultiService):
         self.plugin_services = service.MultiService()
         self._port = None
         self._bring_up: defer.Deferred | None = None
+        self._stopping = False
+        self._pause: defer.Deferred | None = None
 
         pm.hook.n2gateway_configure(context=self.context)
         add_health_route(self.routes, self)
@@ -126,10 +128,19 @@ class Gateway(service.MultiService):
                           "themselves with userId and may join any room")
 
     async def _start(self) -> None:
+        # A stop during start-up is not a cancellation: a query in flight cannot be
+        # cancelled (txpostgres raises from cancel()) and initdb runs in a thread. Each
+        # step finishes, and the next one is skipped once a stop has begun.
         dsn = self.settings.database_url or await self.embedded.start()
+        if self._stopping:
+            return
         self.db.configure(dsn)
         await self._wait_for_database()
+        if self._stopping:
+            return
         await apply_migrations(self.db, self.migration_folders())
+        if self._stopping:
+            return
         self.core_services.setServiceParent(self)
         self.pm.hook.n2gateway_services(context=self.context, register=self._add_plugin_service)
         self.plugin_services.setServiceParent(self)
@@ -140,7 +151,7 @@ class Gateway(service.MultiService):
 
     async def _wait_for_database(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 await self.db.ping(timeout=5.0)
             except DatabaseUnavailable as e:
@@ -148,7 +159,13 @@ class Gateway(service.MultiService):
                 delay = retry_delay(attempt)
                 self.log.warn("database unreachable ({reason}); retrying in {delay:.1f} s",
                               reason=str(e), delay=delay)
-                await deferLater(self.reactor, delay)
+                self._pause = deferLater(self.reactor, delay)
+                try:
+                    await self._pause
+                except defer.CancelledError:
+                    return  # stopping
+                finally:
+                    self._pause = None
                 attempt += 1
                 continue
             self.database_state, self.database_error = "up", None
@@ -163,8 +180,13 @@ class Gateway(service.MultiService):
     async def _stop(self) -> None:
         if self._port is not None:
             await self._port.stopListening()
+        self._stopping = True
+        if self._pause is not None:
+            self._pause.cancel()
         if self._bring_up is not None and not self._bring_up.called:
-            self._bring_up.cancel()
+            finished: defer.Deferred = defer.Deferred()
+            self._bring_up.addBoth(lambda _: finished.callback(None))
+            await finished
         if self.plugin_services.parent is not None:
             await self.plugin_services.disownServiceParent()
         if self.core_services.parent is not None:

@@ -26,13 +26,28 @@ GOOD_VALUES = {
     "tpos-url": "ws://127.0.0.1:4001/socket.io/",
     "credentials-key": Fernet.generate_key().decode(),
     "disable-plugin": "tpos, chat",
+    "retention": "30m",
+    "retention-rows": "500",
+    "poll-interval": "2.5",
+}
+
+# A second good value, for the variable when the option also gives one.
+OTHER_VALUES = {
+    "database-url": "postgresql://env@envhost/db",
+    "http": "tcp:9002",
+    "credentials-key": Fernet.generate_key().decode(),
+    "disable-plugin": "pancake",
+    "retention": "2h",
+    "retention-rows": "7",
+    "poll-interval": "9",
 }
 
 FIELDS = {
     "http": "http", "database-url": "database_url", "data-dir": "data_dir",
     "admin-token": "admin_token", "jwt-secret": "jwt_secret", "pancake-url": "pancake_url",
     "tpos-url": "tpos_url", "credentials-key": "credentials_key",
-    "disable-plugin": "disabled_plugins",
+    "disable-plugin": "disabled_plugins", "retention": "retention",
+    "retention-rows": "retention_rows", "poll-interval": "poll_interval",
 }
 
 
@@ -45,6 +60,12 @@ def expected(name: str, value: str):
         return Path(value)
     if name == "disable-plugin":
         return tuple(v.strip() for v in value.split(","))
+    if name == "retention":
+        return {"30m": 1800.0, "2h": 7200.0}[value]
+    if name == "retention-rows":
+        return int(value)
+    if name == "poll-interval":
+        return float(value)
     return value
 
 
@@ -64,16 +85,9 @@ def test_each_option_comes_from_its_environment_variable(option, tmp_path):
 def test_the_option_wins_over_its_variable(option, tmp_path):
     if option.name == "data-dir":
         env_value, opt_value = str(tmp_path / "env"), str(tmp_path / "opt")
-    elif option.name == "database-url":
-        env_value, opt_value = "postgresql://env@envhost/db", GOOD_VALUES[option.name]
-    elif option.name == "http":
-        env_value, opt_value = "tcp:9002", GOOD_VALUES[option.name]
-    elif option.name == "credentials-key":
-        env_value, opt_value = Fernet.generate_key().decode(), GOOD_VALUES[option.name]
-    elif option.name == "disable-plugin":
-        env_value, opt_value = "pancake", GOOD_VALUES[option.name]
     else:
-        env_value, opt_value = "from-env", GOOD_VALUES[option.name]
+        env_value = OTHER_VALUES.get(option.name, "from-env")
+        opt_value = GOOD_VALUES[option.name]
     options = {option.name: opt_value}
     if option.name != "data-dir":
         options["data-dir"] = str(tmp_path)
@@ -91,6 +105,20 @@ def test_defaults_without_options_or_environment(tmp_path, monkeypatch):
     assert s.pancake_url == "wss://pancake.vn/socket/websocket"
     assert s.tpos_url == "wss://rt-2.tpos.app/socket.io/"
     assert s.plugins == () and s.disabled_plugins == ()
+    assert (s.retention, s.retention_rows, s.poll_interval) == (86400.0, 1_000_000, 1.0)
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("retention", "soon", "expected a duration like 90s, 30m or 24h"),
+    ("retention", "0s", "must be more than zero"),
+    ("retention", "-5m", "must be more than zero"),
+    ("poll-interval", "1w", "expected a duration like 90s, 30m or 24h"),
+    ("retention-rows", "0", "expected a positive whole number"),
+    ("retention-rows", "1e6", "expected a positive whole number"),
+])
+def test_bad_retention_and_poll_values_are_one_line(option, value, says, tmp_path):
+    message = usage_error({option: value, "data-dir": str(tmp_path)})
+    assert message == f"--{option}: {says}"
 
 
 def test_port_is_the_fallback_for_http(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 
@@ -108,3 +109,37 @@ def test_stopping_while_waiting_for_the_database_cancels_the_wait(tmp_path, log_
     assert stopped.called
     assert clock.getDelayedCalls() == []
     assert not [line for line in log_lines if "start-up failed" in line or "Traceback" in line]
+
+
+class InFlight(Exception):
+    """What txpostgres raises from ``cancel()`` on a query in progress."""
+
+
+def test_a_stop_during_migrations_waits_for_them_and_starts_nothing(tmp_path, log_lines,
+                                                                    monkeypatch):
+    """SIGTERM while migrations run: txpostgres cannot cancel a query in progress (its
+    canceller raises), so the stop must let the migration finish, then start nothing."""
+    clock = Clock()
+    settings = build_settings({"database-url": URL, "data-dir": str(tmp_path)}, {}, clock)
+    gateway = Gateway(settings, load_plugins(), clock)
+    gateway.db.ping = FlakyDatabase(failures=0, reason="").ping
+
+    def cannot_cancel(d):
+        raise InFlight()
+
+    migrating = defer.Deferred(cannot_cancel)
+
+    async def migrations(db, folders):
+        await migrating
+        return []
+
+    monkeypatch.setattr("n2gateway.gateway.apply_migrations", migrations)
+    gateway.startService()
+    stopped = gateway.stopService()
+    assert not stopped.called  # the migration is still running
+    migrating.callback(None)
+    assert stopped.called
+    assert gateway.core_services.parent is None and gateway.plugin_services.parent is None
+    assert not [line for line in log_lines if "start-up failed" in line or "Traceback" in line]
+    assert not [line for line in log_lines if "gateway ready" in line]
+    assert clock.getDelayedCalls() == []
