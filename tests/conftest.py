@@ -20,6 +20,8 @@ import pytest
 # directories, an embedded PostgreSQL's data directory among them: keep ours here.
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT",
                       str(Path(__file__).resolve().parent.parent / ".pytest-tmp"))
+# pytest does not create the root itself: without this every tmp_path errors.
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 
 
 @pytest.fixture(scope="session")
