@@ -71,6 +71,8 @@ class Gateway(service.MultiService):
         self._port = None
         self._bring_up: defer.Deferred | None = None
         self._stopping = False
+        #: Start-up is over (migrated, services started): /health may say "ok".
+        self.ready = False
         self._pause: defer.Deferred | None = None
 
         pm.hook.n2gateway_configure(context=self.context)
@@ -144,6 +146,7 @@ class Gateway(service.MultiService):
         self.core_services.setServiceParent(self)
         self.pm.hook.n2gateway_services(context=self.context, register=self._add_plugin_service)
         self.plugin_services.setServiceParent(self)
+        self.ready = True
         self.log.info("gateway ready")
 
     def _add_plugin_service(self, svc: service.IService) -> None:

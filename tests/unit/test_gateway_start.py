@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg2
 import pytest
 from twisted.internet import defer
@@ -143,3 +145,34 @@ def test_a_stop_during_migrations_waits_for_them_and_starts_nothing(tmp_path, lo
     assert not [line for line in log_lines if "start-up failed" in line or "Traceback" in line]
     assert not [line for line in log_lines if "gateway ready" in line]
     assert clock.getDelayedCalls() == []
+
+
+def test_health_is_not_ok_until_start_up_is_over(tmp_path, monkeypatch):
+    """A load balancer must not send clients to a gateway still migrating (no hub yet)."""
+    from treq.testing import StubTreq
+
+    clock = Clock()
+    settings = build_settings({"database-url": URL, "data-dir": str(tmp_path)}, {}, clock)
+    gateway = Gateway(settings, load_plugins(), clock)
+    gateway.db.ping = FlakyDatabase(failures=0, reason="").ping
+    migrating = defer.Deferred()
+
+    async def migrations(db, folders):
+        await migrating
+        return []
+
+    monkeypatch.setattr("n2gateway.gateway.apply_migrations", migrations)
+    stub = StubTreq(gateway.routes.app.resource())
+
+    def health() -> tuple[int, dict]:
+        response = stub.get("http://gw.test/health").result
+        return response.code, json.loads(stub.content(response).result)
+
+    gateway.startService()
+    code, answer = health()
+    assert (code, answer["status"]) == (503, "degraded")
+    assert answer["database"]["state"] == "up"  # the database is fine; we are not ready
+    migrating.callback(None)
+    code, answer = health()
+    assert (code, answer["status"]) == (200, "ok")
+    gateway.stopService()

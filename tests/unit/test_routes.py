@@ -35,7 +35,7 @@ def make_routes(admin_token: str | None = ADMIN) -> Routes:
     gateway = SimpleNamespace(
         settings=SimpleNamespace(database_kind="external"),
         db=SimpleNamespace(configured=False),
-        database_state="up", database_error=None,
+        database_state="up", database_error=None, ready=True,
         plugin_status=lambda: {})
 
     add_health_route(routes, gateway)
