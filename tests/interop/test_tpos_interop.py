@@ -15,17 +15,10 @@ from n2gateway.upstream.service import UpstreamService
 from n2gateway.upstream.status import UpstreamStatus
 from n2gateway.upstream.tpos import TposCredentials, build_tpos_service
 from tests.support.node_tpos import NodeTpos
+from tests.support.waiting import eventually
 
 TOKEN = "interop-tpos-token-5f1c"
 ROOM = "shop.tpos.vn"
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    waited = 0.0
-    while not condition():
-        assert waited < timeout, "condition not met in time"
-        await deferLater(reactor, 0.02)
-        waited += 0.02
 
 
 def tpos(server: NodeTpos, status: UpstreamStatus, events: list) -> UpstreamService:

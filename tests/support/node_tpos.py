@@ -14,26 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
-import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
-INTEROP = Path(__file__).resolve().parents[1] / "interop"
-
-
-def node_executable() -> str:
-    if not (INTEROP / "node_modules" / "socket.io").is_dir():
-        pytest.fail("tests/interop/node_modules is missing: run `npm ci --prefix tests/interop`")
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed (Node 20 or later is needed)")
-    return node
+from tests.support.node import INTEROP, node_executable
 
 
 class NodeTpos(ProcessProtocol):
@@ -50,7 +38,7 @@ class NodeTpos(ProcessProtocol):
         return f"ws://127.0.0.1:{self.port}/socket.io/"
 
     async def start(self) -> None:
-        node = node_executable()
+        node = node_executable("socket.io")
         reactor.spawnProcess(self, node, [node, str(INTEROP / "tpos_server.mjs"), *self.args],
                              env=dict(os.environ), path=str(INTEROP))
         self.port = (await self.wait_for("listening"))["listening"]
