@@ -53,6 +53,8 @@ OPTIONS: tuple[Option, ...] = (
            "How long the journal keeps events for resuming clients (e.g. 90s, 30m, 24h).", "24h"),
     Option("retention-rows", "N2GATEWAY_RETENTION_ROWS",
            "At most this many events are kept in the journal.", "1000000"),
+    Option("node-id", "N2GATEWAY_NODE_ID",
+           "This gateway's name among several on one database (default: random per start)."),
     Option("poll-interval", "N2GATEWAY_POLL_INTERVAL",
            "Seconds between journal polls, the bound on delivery delay when a NOTIFY is lost.",
            "1"),
@@ -74,6 +76,7 @@ class Settings:
     retention: float = 86400.0
     retention_rows: int = 1_000_000
     poll_interval: float = 1.0
+    node_id: str | None = None
     #: Every N2GATEWAY_* variable, for plugin settings (``plugin_setting``).
     plugin_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -145,6 +148,7 @@ def build_settings(
         retention=_duration("retention", values["retention"]),
         retention_rows=_positive_int("retention-rows", values["retention-rows"]),
         poll_interval=_duration("poll-interval", values["poll-interval"]),
+        node_id=values["node-id"],
         plugin_env=MappingProxyType(
             {k: v for k, v in environ.items() if k.startswith("N2GATEWAY_")}),
     )
