@@ -19,6 +19,8 @@ import pytest
 # directories, an embedded PostgreSQL's data directory among them: keep ours here.
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT",
                       str(Path(__file__).resolve().parent.parent / ".pytest-tmp"))
+# pytest creates its folder inside the temproot, not the temproot itself.
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 
 
 @pytest.fixture(scope="session")
