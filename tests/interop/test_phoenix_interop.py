@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.fakes.pancake import FakePancake
-from tests.support.node import node_executable
+from tests.support.node import node as find_node
 
 HERE = Path(__file__).parent
 TOKEN = "interop-token"
@@ -21,7 +21,7 @@ REJECTED = "revoked-token"
 
 @pytest_twisted.ensureDeferred
 async def test_official_phoenix_client_joins_receives_and_is_refused() -> None:
-    node = node_executable("phoenix")
+    node = find_node("phoenix")
     fake = FakePancake(reactor)
     port = fake.listen()
     fake.reject_token(REJECTED)

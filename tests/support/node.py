@@ -1,4 +1,6 @@
-"""The Node peers of the interop tests (``tests/interop``, npm packages pinned there)."""
+"""Node.js for the interop tests, with the npm packages pinned in tests/interop."""
+
+from __future__ import annotations
 
 import shutil
 from pathlib import Path
@@ -8,11 +10,11 @@ import pytest
 INTEROP = Path(__file__).resolve().parents[1] / "interop"
 
 
-def node_executable(package: str) -> str:
-    """Node, once the interop packages (``package`` among them) are installed."""
+def node(package: str) -> str:
+    """The ``node`` executable, once ``package`` is installed in tests/interop."""
     if not (INTEROP / "node_modules" / package).is_dir():
         pytest.fail("tests/interop/node_modules is missing: run `npm ci --prefix tests/interop`")
-    node = shutil.which("node")
-    if node is None:
+    found = shutil.which("node")
+    if found is None:
         pytest.fail("node is not installed (Node 20 or later is needed)")
-    return node
+    return found

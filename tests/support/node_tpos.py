@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
-from tests.support.node import INTEROP, node_executable
+from tests.support.node import INTEROP, node as find_node
 
 
 class NodeTpos(ProcessProtocol):
@@ -38,7 +38,7 @@ class NodeTpos(ProcessProtocol):
         return f"ws://127.0.0.1:{self.port}/socket.io/"
 
     async def start(self) -> None:
-        node = node_executable("socket.io")
+        node = find_node("socket.io")
         reactor.spawnProcess(self, node, [node, str(INTEROP / "tpos_server.mjs"), *self.args],
                              env=dict(os.environ), path=str(INTEROP))
         self.port = (await self.wait_for("listening"))["listening"]
