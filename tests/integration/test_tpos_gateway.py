@@ -138,7 +138,8 @@ async def test_start_relay_reconnect_restart_refuse_stop(tmp_path, database_url,
 
 
 def journal(sql) -> list[tuple]:
-    return sql("SELECT rooms, event, payload FROM n2_journal ORDER BY seq")
+    """What was published in room tpos (other plugins publish too)."""
+    return sql("SELECT rooms, event, payload FROM n2_journal WHERE 'tpos' = ANY(rooms) ORDER BY seq")
 
 
 async def wait_status(gateway: GatewayProcess, timeout: float = 10.0, **expected: Any) -> dict:
