@@ -51,8 +51,17 @@ class PacketError(ValueError):
     """A frame that is not a valid packet, or a packet that cannot go on the wire.
 
     The message is one line and quotes at most the first 100 characters of the
-    offending input, so it is safe to log.
+    offending input. ``reason`` is the same message without the quote, for logs
+    about frames from a peer that may echo a secret back.
     """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def _quoting(reason: str, text: str) -> PacketError:
+    return PacketError(f"{reason}: {_excerpt(text)}", reason)
 
 
 # --- Engine.IO ---------------------------------------------------------------
@@ -83,9 +92,7 @@ def decode_engine(frame: str) -> EnginePacket:
         raise PacketError("empty Engine.IO frame")
     packet_type = _ENGINE_TYPES.get(frame[0])
     if packet_type is None:
-        raise PacketError(
-            f"unknown Engine.IO packet type {frame[0]!r}: {_excerpt(frame)}"
-        )
+        raise _quoting(f"unknown Engine.IO packet type {frame[0]!r}", frame)
     return EnginePacket(packet_type, frame[1:])
 
 
@@ -139,7 +146,7 @@ def decode_open(data: str) -> OpenInfo:
     try:
         return _parse_open(data)
     except PacketError as exc:
-        raise PacketError(f"{exc}: {_excerpt(data)}") from None
+        raise _quoting(exc.reason, data) from None
 
 
 def _parse_open(data: str) -> OpenInfo:
@@ -226,17 +233,17 @@ def decode_socket(text: str) -> SocketPacket:
     try:
         return _parse_socket(text, 0)
     except PacketError as exc:
-        raise PacketError(f"{exc}: {_excerpt(text)}") from None
+        raise _quoting(exc.reason, text) from None
 
 
 def decode_message(frame: str) -> SocketPacket:
     """Decode a whole WebSocket text frame that must be an Engine.IO MESSAGE."""
     if not frame.startswith("4"):
-        raise PacketError(f"not an Engine.IO MESSAGE frame: {_excerpt(frame)}")
+        raise _quoting("not an Engine.IO MESSAGE frame", frame)
     try:
         return _parse_socket(frame, 1)
     except PacketError as exc:
-        raise PacketError(f"{exc}: {_excerpt(frame)}") from None
+        raise _quoting(exc.reason, frame) from None
 
 
 def _parse_socket(text: str, pos: int) -> SocketPacket:

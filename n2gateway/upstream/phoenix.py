@@ -7,10 +7,8 @@ event to a callback.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
@@ -31,22 +29,17 @@ from .phoenix_frame import (
     encode_frame,
     reply_status,
 )
-from .websocket import UpstreamClientFactory, UpstreamProtocol
+from .status import safe_reason
+from .websocket import UpstreamClientFactory, UpstreamProtocol, with_query
 
 PROTOCOL_VERSION = "2.0.0"
 
 EventCallback = Callable[[str, str, Any], None]
 
-# A server's refusal reason goes to the status only if it looks like a code.
-_SAFE_REASON = re.compile(r"[A-Za-z0-9_ .:-]{1,40}")
-
 
 def with_vsn(url: str) -> str:
     """C{url} with C{vsn=2.0.0} in its query, whatever vsn it had before."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "vsn"]
-    query.append(("vsn", PROTOCOL_VERSION))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return with_query(url, {"vsn": PROTOCOL_VERSION})
 
 
 @dataclass(frozen=True)
@@ -202,8 +195,7 @@ class PhoenixProtocol(UpstreamProtocol):
         status, response = reply_status(payload)
         if status != "ok":
             reason = response.get("reason") if isinstance(response, dict) else None
-            shown = reason if isinstance(reason, str) and _SAFE_REASON.fullmatch(reason) else status
-            self.session.login_needed(f"join refused: {shown}")
+            self.session.login_needed(f"join refused: {safe_reason(reason, status)}")
             return
         channel.cancel_timer()
         channel.joined = True

@@ -18,6 +18,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -53,20 +54,32 @@ class Provider(Service, Generic[C]):
     """
 
     log = Logger()
+    #: The row's ``client_type``, the service's name and the leadership source.
+    client_type: str
 
     def __init__(
         self,
-        client_type: str,
         store: CredentialStore,
         reactor: Any,
         *,
+        url: str,
+        on_event: Callable[..., None],
+        endpoint: IStreamClientEndpoint | None = None,
         backoff: BackoffPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client_type = self.name = client_type
+        """
+        C{url} is the upstream's, C{on_event} the callback every session
+        built by L{build_session} reports its events to, and C{endpoint} (for
+        tests) where those sessions connect instead of C{url}'s host.
+        """
+        self.name = self.client_type
+        self.url = url
+        self.on_event = on_event
+        self.endpoint = endpoint
         self.backoff = backoff or upstream_backoff()
         self._store = store
-        self._reactor = reactor
+        self.reactor = reactor
         self._wall_clock = wall_clock
         self._lock = DeferredLock()
         self._credentials: C | None = None
@@ -179,7 +192,7 @@ class Provider(Service, Generic[C]):
                 self.log.warn(
                     "{provider}: cannot read stored credentials ({why}); retrying in {delay:.1f} s",
                     provider=self.client_type, why=str(e), delay=delay)
-                await deferLater(self._reactor, delay)
+                await deferLater(self.reactor, delay)
 
     def _auto_connect_failed(self, failure: Failure) -> None:
         if not failure.check(CancelledError):

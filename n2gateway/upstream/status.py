@@ -2,9 +2,18 @@
 What an upstream session reports about itself to the status API.
 """
 
+import re
 import time
 from datetime import datetime, timezone
 from typing import Callable
+
+# An upstream's refusal reason goes to the status only if it looks like a code.
+_SAFE_REASON = re.compile(r"[A-Za-z0-9_ .:-]{1,40}")
+
+
+def safe_reason(reason: object, fallback: str) -> str:
+    """C{reason} if it is a short code-like string, else C{fallback}."""
+    return reason if isinstance(reason, str) and _SAFE_REASON.fullmatch(reason) else fallback
 
 
 class UpstreamStatus:

@@ -27,6 +27,11 @@ class InactivityWatchdog:
         else:
             self._call = self._clock.callLater(self._timeout, self._fire)
 
+    def retime(self, timeout: float) -> None:
+        """Expect a C{touch} every C{timeout} seconds from now on, counting from now."""
+        self._timeout = timeout
+        self.touch()
+
     def stop(self) -> None:
         if self._call is not None and self._call.active():
             self._call.cancel()

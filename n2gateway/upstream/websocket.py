@@ -4,7 +4,8 @@ The Autobahn client base that every upstream protocol builds on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -24,6 +25,14 @@ BROWSER_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 )
+
+
+def with_query(url: str, params: Mapping[str, str]) -> str:
+    """C{url} with C{params} in its query, replacing any earlier values of theirs."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in params]
+    query.extend(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class UpstreamClientFactory(WebSocketClientFactory):
@@ -69,7 +78,9 @@ class UpstreamProtocol(WebSocketClientProtocol):
     received and tells the session when the connection ends.
 
     Subclasses set C{silence_timeout}, the seconds their upstream may stay
-    completely quiet before the connection counts as dead.
+    completely quiet before the connection counts as dead. A protocol whose
+    peer proves itself alive with one packet in particular (an Engine.IO
+    ping) sets C{any_data_keeps_alive} to False and feeds C{watchdog} itself.
     """
 
     # Autobahn logs the whole opening request, Cookie header included, at
@@ -79,6 +90,7 @@ class UpstreamProtocol(WebSocketClientProtocol):
 
     factory: UpstreamClientFactory
     silence_timeout: float
+    any_data_keeps_alive = True
     # Why we ended the connection ourselves, for the status (short, no secrets).
     close_reason: str | None = None
 
@@ -91,19 +103,20 @@ class UpstreamProtocol(WebSocketClientProtocol):
         return self.factory.clock
 
     def connectionMade(self) -> None:
-        self._watchdog = InactivityWatchdog(
+        self.watchdog = InactivityWatchdog(
             self.clock, self.silence_timeout, self._silence_detected
         )
-        self._watchdog.touch()
+        self.watchdog.touch()
         self.session.attach(self)
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
-        self._watchdog.touch()
+        if self.any_data_keeps_alive:
+            self.watchdog.touch()
         super().dataReceived(data)
 
     def connectionLost(self, reason: Failure) -> None:
-        self._watchdog.stop()
+        self.watchdog.stop()
         super().connectionLost(reason)
         self.session.detach(self, reason)
 

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IStreamClientEndpoint
-
-from n2gateway.credentials import CredentialStore, StoredCredentials
+from n2gateway.credentials import StoredCredentials
 from n2gateway.upstream.pancake import PancakeCredentials, build_pancake_service
-from n2gateway.upstream.phoenix import EventCallback
 from n2gateway.upstream.provider import BadCredentials, Provider
 from n2gateway.upstream.service import UpstreamService
 from n2gateway.upstream.status import UpstreamStatus
@@ -19,20 +16,7 @@ CLIENT_TYPE = "pancake"
 
 
 class PancakeProvider(Provider[PancakeCredentials]):
-    def __init__(
-        self,
-        store: CredentialStore,
-        reactor: Any,
-        *,
-        url: str,
-        on_event: EventCallback,
-        endpoint: IStreamClientEndpoint | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(CLIENT_TYPE, store, reactor, **options)
-        self._url = url
-        self._on_event = on_event
-        self._endpoint = endpoint
+    client_type = CLIENT_TYPE
 
     def credentials_from_row(self, row: StoredCredentials) -> PancakeCredentials:
         if not row.token:
@@ -55,8 +39,8 @@ class PancakeProvider(Provider[PancakeCredentials]):
     def build_session(self, credentials: PancakeCredentials,
                       status: UpstreamStatus) -> UpstreamService:
         return build_pancake_service(
-            credentials, reactor=self._reactor, status=status, on_event=self._on_event,
-            url=self._url, endpoint=self._endpoint, backoff=self.backoff)
+            credentials, reactor=self.reactor, status=status, on_event=self.on_event,
+            url=self.url, endpoint=self.endpoint, backoff=self.backoff)
 
     def describe(self, credentials: PancakeCredentials | None) -> dict[str, Any]:
         page_ids = list(credentials.page_ids) if credentials else []

@@ -6,11 +6,9 @@ C{pancake:page:<id>} for each page it names.
 from __future__ import annotations
 
 import re
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
-from twisted.internet.defer import maybeDeferred
-from twisted.logger import Logger
-from twisted.python.failure import Failure
+from n2gateway.upstream.relay import EventRelay, Publish
 
 ROOM = "pancake"
 PAGE_ROOM_PREFIX = "pancake:page:"
@@ -21,9 +19,6 @@ ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 _ID = re.compile(ID_PATTERN)
 # Topics of the form pages:<pageId> name their page.
 _PAGE_TOPIC_PREFIX = "pages:"
-
-Publish = Callable[[Sequence[str], str, Any], Awaitable[int]]
-
 
 def _page_id(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -47,17 +42,11 @@ def rooms_for(topic: str, payload: Any) -> list[str]:
     return [ROOM, *(PAGE_ROOM_PREFIX + page for page in pages)]
 
 
-class PancakeRelay:
+class PancakeRelay(EventRelay):
     """The session's event callback: publishes each event under its upstream name."""
 
-    log = Logger()
-
     def __init__(self, publish: Publish) -> None:
-        self._publish = publish
+        super().__init__("pancake", publish)
 
     def __call__(self, topic: str, event: str, payload: Any) -> None:
-        d = maybeDeferred(self._publish, rooms_for(topic, payload), event, payload)
-        d.addErrback(self._failed, event)
-
-    def _failed(self, failure: Failure, event: str) -> None:
-        self.log.failure("pancake: {event} not published", failure, event=event)
+        self.publish(rooms_for(topic, payload), event, payload)

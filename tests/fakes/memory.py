@@ -47,3 +47,28 @@ class MemoryEndpoint:
         """Let time pass, then deliver what it set moving."""
         self.clock.advance(seconds)
         self.flush()
+
+
+class ServiceOnMemory:
+    """
+    An upstream service whose connections go through C{network}, on a fake
+    clock. Subclasses set C{clock}, C{network} and C{service}.
+    """
+
+    clock: Clock
+    network: MemoryEndpoint
+    service: Any
+
+    def start(self) -> None:
+        self.service.startService()
+        self.network.flush()
+
+    def advance(self, seconds: float) -> None:
+        self.network.advance(seconds)
+
+    def stop(self) -> None:
+        """Stop the service; it must be done at once and leave no timer behind."""
+        stopped = self.service.stopService()
+        self.network.flush()
+        assert stopped.called
+        assert self.clock.getDelayedCalls() == []

@@ -2,7 +2,7 @@
 The Pancake service against the fake server over real loopback sockets.
 """
 
-from typing import Any, Callable
+from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -12,16 +12,9 @@ from n2gateway.upstream.pancake import PancakeCredentials, build_pancake_service
 from n2gateway.upstream.service import UpstreamService
 from n2gateway.upstream.status import UpstreamStatus
 from tests.fakes.pancake import FakePancake
+from tests.support.waiting import eventually
 
 TOKEN = "TOKEN-loopback-1"
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    waited = 0.0
-    while not condition():
-        assert waited < timeout, "condition not met in time"
-        await deferLater(reactor, 0.02)
-        waited += 0.02
 
 
 def pancake(fake: FakePancake, status: UpstreamStatus, events: list, **kwargs: Any) -> UpstreamService:

@@ -15,14 +15,14 @@ from twisted.logger import capturedLogs, formatEvent
 from n2gateway.upstream.backoff import upstream_backoff
 from n2gateway.upstream.pancake import PancakeCredentials, build_pancake_service
 from n2gateway.upstream.status import UpstreamStatus
-from tests.fakes.memory import MemoryEndpoint
+from tests.fakes.memory import MemoryEndpoint, ServiceOnMemory
 from tests.fakes.pancake import FakePancake
 
 TOKEN = "TOKEN-0123456789"
 COOKIE = "sid=COOKIE-9876543210"
 
 
-class Session:
+class Session(ServiceOnMemory):
     """A Pancake service wired to a fake server, on one fake clock."""
 
     def __init__(
@@ -42,19 +42,6 @@ class Session:
             endpoint=self.network,
             backoff=upstream_backoff(jitter=lambda: 0.0),
         )
-
-    def start(self) -> None:
-        self.service.startService()
-        self.network.flush()
-
-    def advance(self, seconds: float) -> None:
-        self.network.advance(seconds)
-
-    def stop(self) -> None:
-        stopped = self.service.stopService()
-        self.network.flush()
-        assert stopped.called
-        assert self.clock.getDelayedCalls() == []
 
     def sent(self, event: str) -> list[list[Any]]:
         return [f for f in self.fake.frames if isinstance(f, list) and f[3] == event]

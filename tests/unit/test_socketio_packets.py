@@ -420,6 +420,24 @@ def test_error_message_is_one_line_and_quotes_only_the_start_of_the_input() -> N
     assert len(message) < 250
 
 
+
+@pytest.mark.parametrize(
+    "decode, text",
+    [
+        (decode_engine, "9SECRET"),
+        (decode_open, '{"sid":"SECRET"}'),
+        (decode_socket, '2/chatomni,["on-events",{"token":"SECRET"'),
+        (decode_message, "2SECRET"),
+        (decode_message, '42["on-events",{"token":"SECRET"'),
+    ],
+)
+def test_error_reason_never_quotes_the_input(decode, text: str) -> None:
+    with pytest.raises(PacketError) as caught:
+        decode(text)
+    assert "SECRET" in str(caught.value)
+    assert "SECRET" not in caught.value.reason
+    assert caught.value.reason in str(caught.value)
+
 @pytest.mark.parametrize(
     "packet",
     [
