@@ -29,9 +29,8 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture
-def database_url(pg_server) -> str:
-    """A fresh, empty database on the session's server."""
+def create_database(pg_server) -> str:
+    """A fresh, empty database on the session's server; its URL."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(pg_server.get_uri())
     admin.autocommit = True
@@ -39,6 +38,12 @@ def database_url(pg_server) -> str:
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
     return with_database(pg_server.get_uri(), name)
+
+
+@pytest.fixture
+def database_url(pg_server) -> str:
+    """A fresh, empty database on the session's server."""
+    return create_database(pg_server)
 
 
 @pytest.fixture
