@@ -110,8 +110,6 @@ class GatewayCollector(Collector):
              "for a new token", lambda s: 1 if s.get("needsLogin") else 0),
             (GaugeMetricFamily, "n2gateway_upstream_reconnect_attempts", "Reconnect attempts "
              "since the last session", lambda s: s.get("reconnectAttempts", 0)),
-            (CounterMetricFamily, "n2gateway_upstream_reconnects", "Reconnect attempts since "
-             "start", lambda s: s.get("reconnects", 0)),
         )
         for kind, name, doc, read in families:
             yield _labelled(kind(name, doc, labels=["provider"]), "provider",

@@ -19,8 +19,6 @@ class UpstreamStatus:
         self.connected = False
         self.since = wall_clock()
         self.reconnect_attempts = 0
-        #: Every reconnect attempt since start (a counter for metrics; never reset).
-        self.reconnects = 0
         self.last_error: str | None = None
         self.needs_login = False
 
@@ -42,7 +40,6 @@ class UpstreamStatus:
     def count_attempt(self) -> int:
         """Count one more reconnect attempt and return the new total."""
         self.reconnect_attempts += 1
-        self.reconnects += 1
         return self.reconnect_attempts
 
     def error(self, reason: str) -> None:
@@ -59,7 +56,6 @@ class UpstreamStatus:
             "connected": self.connected,
             "since": datetime.fromtimestamp(self.since, timezone.utc).isoformat(),
             "reconnectAttempts": self.reconnect_attempts,
-            "reconnects": self.reconnects,
             "lastError": self.last_error,
             "needsLogin": self.needs_login,
         }

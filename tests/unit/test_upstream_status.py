@@ -15,7 +15,6 @@ def test_fresh_status() -> None:
         "connected": False,
         "since": "2023-11-14T22:13:20+00:00",
         "reconnectAttempts": 0,
-        "reconnects": 0,
         "lastError": None,
         "needsLogin": False,
     }
@@ -30,7 +29,6 @@ def test_session_resets_attempts_and_moves_since() -> None:
     status.session_established()
     assert status.as_dict()["connected"] is True
     assert status.as_dict()["reconnectAttempts"] == 0
-    assert status.as_dict()["reconnects"] == 2  # the total survives the session
     assert status.as_dict()["since"] == "2023-11-14T22:14:20+00:00"
 
 
