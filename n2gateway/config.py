@@ -55,6 +55,8 @@ OPTIONS: tuple[Option, ...] = (
            "At most this many events are kept in the journal.", "1000000"),
     Option("log-format", "N2GATEWAY_LOG_FORMAT",
            "text (twistd's own) or json: one JSON object per line, secrets redacted.", "text"),
+    Option("node-id", "N2GATEWAY_NODE_ID",
+           "This gateway's name among several on one database (default: random per start)."),
     Option("poll-interval", "N2GATEWAY_POLL_INTERVAL",
            "Seconds between journal polls, the bound on delivery delay when a NOTIFY is lost.",
            "1"),
@@ -77,6 +79,7 @@ class Settings:
     retention_rows: int = 1_000_000
     poll_interval: float = 1.0
     log_format: str = "text"
+    node_id: str | None = None
     #: Every N2GATEWAY_* variable, for plugin settings (``plugin_setting``).
     plugin_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -152,6 +155,7 @@ def build_settings(
         retention_rows=_positive_int("retention-rows", values["retention-rows"]),
         poll_interval=parse_duration("poll-interval", values["poll-interval"]),
         log_format=values["log-format"],
+        node_id=values["node-id"],
         plugin_env=MappingProxyType(
             {k: v for k, v in environ.items() if k.startswith("N2GATEWAY_")}),
     )

@@ -10,6 +10,7 @@ from twisted.logger import Logger
 from n2gateway.config import Settings
 from n2gateway.db import Database
 from n2gateway.journal import Journal
+from n2gateway.leadership import Leadership
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class PluginContext:
     publish: Callable[[Sequence[str], str, Any], Awaitable[int]]
     #: For sources that publish inside their own transaction (``journal.append_in``).
     journal: Journal
+    #: ``leadership.claim(source, make_service)``: run a source on one gateway only.
+    leadership: Leadership
 
     def logger(self, namespace: str) -> Logger:
         return Logger(namespace=namespace)

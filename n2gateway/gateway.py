@@ -24,6 +24,7 @@ from n2gateway.db import Database, DatabaseUnavailable
 from n2gateway.db.embedded import EmbeddedPostgres
 from n2gateway.db.migrations import apply_migrations
 from n2gateway.downstream.auth import Authenticator
+from n2gateway.downstream.connection import CLOSE_GOING_AWAY
 from n2gateway.downstream.jsonws import JsonSocketFactory
 from n2gateway.http.health import add_health_route
 from n2gateway.http.hub_routes import add_hub_routes
@@ -35,6 +36,7 @@ from n2gateway.http.metrics import add_metrics_route
 from n2gateway.http.openapi import add_openapi_route
 from n2gateway.http.status_page import add_status_page_routes
 from n2gateway.plugins import call_each, migration_folders, plugin_names
+from n2gateway.leadership import Leadership, new_node_id
 
 
 def retry_delay(attempt: int) -> float:
@@ -59,12 +61,17 @@ class Gateway(service.MultiService):
         self.journal.on_appended = self.hub.wake
         self.authenticator = Authenticator(settings.jwt_secret)
         self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor)}
+        self.node_id = settings.node_id or new_node_id()
+        self.leadership = Leadership(self.db, reactor, self.node_id)
+        # Started in this order after migrations, stopped in reverse after the plugins.
         self.core_services = service.MultiService()
-        self.hub.setServiceParent(self.core_services)
-        RetentionService(self.journal, reactor, settings.retention,
-                         settings.retention_rows).setServiceParent(self.core_services)
+        for core in (self.leadership, self.hub,
+                     RetentionService(self.journal, reactor, settings.retention,
+                                      settings.retention_rows)):
+            core.setServiceParent(self.core_services)
         self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
-                                     publish=self.journal.append, journal=self.journal)
+                                     publish=self.journal.append, journal=self.journal,
+                                     leadership=self.leadership)
         self.routes = Routes(admin_token=settings.admin_token)
         self.plugin_services = service.MultiService()
         self._port = None
@@ -85,6 +92,15 @@ class Gateway(service.MultiService):
         for session in self.hub.sessions:
             counts[session.wire.protocol_name] += 1
         return counts
+
+    async def node_status(self) -> dict[str, Any]:
+        """This node's id, the sources it owns and who owns every source."""
+        status = self.leadership.status()
+        try:
+            status["owners"] = await self.leadership.owners()
+        except DatabaseUnavailable:
+            status["owners"] = None
+        return status
 
     def plugin_status(self) -> dict[str, Any]:
         return call_each(self.pm, "n2gateway_status", context=self.context)
@@ -111,8 +127,9 @@ class Gateway(service.MultiService):
 
     def _banner(self) -> None:
         self.log.info(
-            "n2gateway {version} on {endpoint}; database: {database}; plugins: {plugins}",
-            version=__version__, endpoint=self.settings.http,
+            "n2gateway {version} node {node} on {endpoint}; database: {database}; "
+            "plugins: {plugins}",
+            version=__version__, node=self.node_id, endpoint=self.settings.http,
             database=self.settings.describe_database(), plugins=", ".join(plugin_names(self.pm)))
         if self.settings.admin_token is None:
             self.log.warn("no --admin-token: the control API (/api/...) is open to anyone "
@@ -157,10 +174,14 @@ class Gateway(service.MultiService):
         self.reactor.stop()
 
     async def _stop(self) -> None:
+        # Drain: no new clients; hand the sources to another node at once; tell the
+        # clients to reconnect (to another node, or to us after a restart).
         if self._port is not None:
             await self._port.stopListening()
         if self._bring_up is not None and not self._bring_up.called:
             self._bring_up.cancel()
+        await self.leadership.release()
+        await self.hub.close_all(CLOSE_GOING_AWAY, "gateway stopping: reconnect and resume")
         if self.plugin_services.parent is not None:
             await self.plugin_services.disownServiceParent()
         if self.core_services.parent is not None:

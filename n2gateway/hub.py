@@ -51,6 +51,8 @@ class Channel(Protocol):
 
     def close_slow(self) -> None: ...
 
+    def close(self, code: int, reason: str) -> None: ...
+
 
 class Refused(Exception):
     """A subscription the client may not have; the message is safe to send back."""
@@ -266,6 +268,15 @@ class Hub(service.Service):
         self.head = event.offset
         self.delivered += len(receivers)
         self.traffic.count(event.rooms[0], len(receivers))
+
+    async def close_all(self, code: int, reason: str, timeout: float = 2.0) -> None:
+        """Ask every client to go, and give the closing handshakes ``timeout`` seconds."""
+        for session in list(self.sessions):
+            session.channel.close(code, reason)
+        waited = 0.0
+        while self.sessions and waited < timeout:
+            await task.deferLater(self.reactor, 0.05)
+            waited += 0.05
 
     def status(self) -> dict[str, Any]:
         return {

@@ -7,12 +7,19 @@ other's rows.
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
+
+# Concurrent pytest runs share /tmp/pytest-of-<user> and prune each other's old
+# directories, an embedded PostgreSQL's data directory among them: keep ours here.
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT",
+                      str(Path(__file__).resolve().parent.parent / ".pytest-tmp"))
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)  # pytest does not create it
 
 
 @pytest.fixture(scope="session")

@@ -76,12 +76,13 @@ class Database:
         self._dsn = dsn
         self._closed = False
 
-    async def connect(self) -> "txpostgres.Connection":
-        """Open one new connection; used by the pool and by services needing their own."""
+    async def connect(self, **params: str) -> "txpostgres.Connection":
+        """Open one new connection; used by the pool and by services needing their own
+        (``params`` are libpq parameters such as ``application_name``)."""
         if self._dsn is None:
             raise DatabaseUnavailable("the database is not configured yet")
         connection = txpostgres.Connection(reactor=self._reactor)
-        d = connection.connect(self._dsn)
+        d = connection.connect(self._dsn, **params)
         d.addTimeout(CONNECT_TIMEOUT, self._reactor)
         try:
             await d

@@ -7,12 +7,13 @@ import txaio
 from autobahn.twisted.websocket import WebSocketServerProtocol
 
 from n2gateway.downstream.auth import Identity
-from n2gateway.downstream.outbox import Outbox
+from n2gateway.downstream.outbox import SLOW_CONSUMER_CODE, Outbox
 from n2gateway.hub import Session
 
+# Application close codes (WebSocket reserves all but 1000 and 3000-4999 for itself).
 CLOSE_UNAUTHORIZED = 4001
-CLOSE_NOT_READY = 1013  # "try again later"
-CLOSE_GOING_AWAY = 1001
+CLOSE_NOT_READY = 4013  # the gateway is starting: try again shortly
+CLOSE_GOING_AWAY = 4101  # the gateway is stopping: reconnect (elsewhere) and resume
 
 
 class DownstreamProtocol(WebSocketServerProtocol):
@@ -25,7 +26,7 @@ class DownstreamProtocol(WebSocketServerProtocol):
 
     def start_session(self, identity: Identity) -> Session:
         """Attach to the hub as ``identity``, already in its own ``user:<sub>`` room."""
-        self.outbox = Outbox(self.sendPreparedMessage, self._close_slow)
+        self.outbox = Outbox(self.sendPreparedMessage, self._close_from_hub)
         # twisted.web's channel was the transport's producer until the WebSocket took
         # the connection over; the outbox is now.
         self.transport.unregisterProducer()
@@ -34,8 +35,9 @@ class DownstreamProtocol(WebSocketServerProtocol):
         self.session.join(identity.own_room)
         return self.session
 
-    def _close_slow(self, code: int, reason: str) -> None:
-        self.factory.slow_closed += 1
+    def _close_from_hub(self, code: int, reason: str) -> None:
+        if code == SLOW_CONSUMER_CODE:
+            self.factory.slow_closed += 1
         self.sendClose(code, reason)
 
     def onClose(self, wasClean: bool, code: int, reason: str) -> None:

@@ -48,9 +48,12 @@ class Outbox:
             self.close_slow()
 
     def close_slow(self) -> None:
+        self.close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON)
+
+    def close(self, code: int, reason: str) -> None:
         if not self.closed:
             self._drop()
-            self._close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON)
+            self._close(code, reason)
 
     def _drop(self) -> None:
         self.closed = True

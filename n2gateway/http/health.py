@@ -19,6 +19,7 @@ HEALTH_SCHEMA = {
         "status": {"enum": ["ok", "degraded"]},
         "version": {"type": "string"},
         "database": {"type": "object"},
+        "node": {"type": "object"},
         "plugins": {"type": "object"},
     },
 }
@@ -41,6 +42,7 @@ def add_health_route(routes: Routes, gateway: Any) -> None:
             "status": "ok" if up else "degraded",
             "version": __version__,
             "database": database,
+            "node": await gateway.node_status() if up else gateway.leadership.status(),
             "plugins": gateway.plugin_status(),
         }
 

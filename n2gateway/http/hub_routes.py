@@ -59,6 +59,7 @@ def add_hub_routes(routes: Routes, gateway: Any) -> None:
     async def status(request: JsonRequest) -> dict:
         settings = gateway.settings
         return {**gateway.hub.status(),
+                "node": await gateway.node_status(),
                 "retention": {"seconds": settings.retention, "rows": settings.retention_rows},
                 "protocols": gateway.connections_by_protocol()}
 

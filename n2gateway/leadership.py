@@ -1,0 +1,215 @@
+"""One owner per source across every gateway on the database, by PostgreSQL advisory lock.
+
+Each source that must run exactly once (an upstream session, the chat catch-up) is
+*claimed* with a service factory. Every node tries the source's session-level
+advisory lock on its own dedicated connection; the node that gets it starts the
+service. When that node dies, PostgreSQL drops its connection and the lock with it,
+and another node's next try (every ``retry_interval``, or at once on the
+``n2_leadership`` NOTIFY a draining node sends) takes over. A node that loses its
+connection stops its sources: it can no longer prove it owns them. It notices within
+``retry_interval + query_timeout``, so a node that takes a lock it did not see released
+cleanly waits that long (``grace``) before starting the source: the old owner has
+stopped by then, and the upstream never sees two sessions with the same token.
+
+The connection's ``application_name`` names the node, so any node can tell who owns
+what from ``pg_locks`` alone, without a table that could go stale.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from n2gateway.db import Database, DatabaseUnavailable
+
+LOCK_CLASS = 0x6E32  # first key of every lock: marks n2gateway's locks in pg_locks
+CHANNEL = "n2_leadership"
+APP_PREFIX = "n2gateway:"
+# Server-side keepalives on the leadership connection: PostgreSQL notices a node
+# that vanished from the network (and frees its locks) in about 10 s.
+KEEPALIVES = "SET tcp_keepalives_idle = 4; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3"
+
+
+def new_node_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def lock_key(source: str) -> int:
+    """The second lock key of ``source``: a stable signed 32-bit hash of its name."""
+    value = zlib.crc32(source.encode())
+    return value - 2 ** 32 if value >= 2 ** 31 else value
+
+
+@dataclass
+class Claim:
+    source: str
+    make_service: Callable[[], service.IService]
+    running: service.IService | None = None
+    held: bool = False
+    starting: Any = None  # the DelayedCall of a start waiting out the grace period
+
+
+class Leadership(service.Service):
+    log = Logger()
+
+    def __init__(self, db: Database, reactor: Any, node_id: str, *,
+                 retry_interval: float = 2.0, query_timeout: float = 3.0) -> None:
+        self.db = db
+        self.reactor = reactor
+        self.node_id = node_id
+        self.query_timeout = query_timeout
+        self.claims: dict[str, Claim] = {}
+        self._connection = None
+        self._loop = task.LoopingCall(self.poke)
+        self._loop.clock = reactor
+        self._retry_interval = retry_interval
+        self._busy = False
+        self._again = False
+        self._released_elsewhere = False
+        self.grace = retry_interval + query_timeout
+
+    @property
+    def owned(self) -> list[str]:
+        return sorted(c.source for c in self.claims.values() if c.held)
+
+    def claim(self, source: str, make_service: Callable[[], service.IService]) -> None:
+        """Run ``make_service()`` whenever this node owns ``source``."""
+        self.claims[source] = Claim(source, make_service)
+        self.poke()
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(self._retry_interval, now=True)
+
+    def poke(self) -> None:
+        """Try the unowned sources now (coalesced with a try already under way)."""
+        if not self.running:
+            return
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        defer.Deferred.fromCoroutine(self._tick()).addBoth(self._tick_done)
+
+    def _tick_done(self, result: Any) -> None:
+        self._busy = False
+        if self._again and self.running:
+            self._again = False
+            self.poke()
+
+    async def _tick(self) -> None:
+        try:
+            if self._connection is None:
+                await self._connect()
+            else:
+                await self._select("SELECT 1")
+            released_elsewhere, self._released_elsewhere = self._released_elsewhere, False
+            for claim in self.claims.values():
+                if not claim.held and self.running:
+                    (acquired,), = await self._select(
+                        "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(claim.source)))
+                    if acquired:
+                        claim.held = True
+                        delay = 0 if released_elsewhere else self.grace
+                        claim.starting = self.reactor.callLater(delay, self._start, claim)
+        except Exception as e:
+            if self._connection is not None or self.owned:
+                self.log.warn("leadership connection lost ({reason}); giving up {sources}",
+                              reason=_reason(e), sources=", ".join(self.owned) or "nothing")
+            await self._lose_all()
+
+    async def _connect(self) -> None:
+        connection = await self.db.connect(application_name=APP_PREFIX + self.node_id)
+        self._connection = connection
+        await self._run(KEEPALIVES)
+        connection.addNotifyObserver(self._released)
+        await self._run(f"LISTEN {CHANNEL}")
+
+    def _released(self, notify: Any) -> None:
+        # Another node stopped its sources before unlocking: no grace needed.
+        self._released_elsewhere = True
+        self.poke()
+
+    async def _select(self, sql: str, params: tuple = ()) -> list:
+        d = self._connection.runQuery(sql, params)
+        d.addTimeout(self.query_timeout, self.reactor)
+        return await d
+
+    async def _run(self, sql: str) -> None:
+        d = self._connection.runOperation(sql)
+        d.addTimeout(self.query_timeout, self.reactor)
+        await d
+
+    def _start(self, claim: Claim) -> None:
+        claim.starting = None
+        self.log.info("node {node} now owns {source}", node=self.node_id, source=claim.source)
+        claim.running = claim.make_service()
+        claim.running.startService()
+
+    async def _stop(self, claim: Claim) -> None:
+        if claim.starting is not None and claim.starting.active():
+            claim.starting.cancel()
+        claim.starting, claim.held = None, False
+        running, claim.running = claim.running, None
+        if running is not None:
+            await defer.maybeDeferred(running.stopService)
+
+    async def _lose_all(self) -> None:
+        for claim in self.claims.values():
+            await self._stop(claim)
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.close()
+            except Exception:
+                pass
+
+    async def release(self) -> None:
+        """Stop every owned source, free its lock and tell the other nodes at once."""
+        if self._loop.running:
+            self._loop.stop()
+        for claim in self.claims.values():
+            if claim.held:
+                await self._stop(claim)
+                try:
+                    await self._select("SELECT pg_advisory_unlock(%s, %s)",
+                                      (LOCK_CLASS, lock_key(claim.source)))
+                except Exception as e:
+                    self.log.warn("could not release {source}: {reason}",
+                                  source=claim.source, reason=_reason(e))
+        if self._connection is not None:
+            try:
+                await self._run(f"NOTIFY {CHANNEL}")
+            except Exception:
+                pass
+        await self._lose_all()
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self.release())
+
+    async def owners(self) -> dict[str, str | None]:
+        """Which node owns each claimed source right now (``None``: nobody)."""
+        rows = await self.db.query(
+            "SELECT l.objid::bigint, a.application_name FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s",
+            (LOCK_CLASS,))
+        by_key = {key: name.removeprefix(APP_PREFIX) for key, name in rows}
+        # pg_locks shows the key as an unsigned oid.
+        return {source: by_key.get(lock_key(source) & 0xFFFFFFFF) for source in sorted(self.claims)}
+
+    def status(self) -> dict[str, Any]:
+        return {"node": self.node_id, "owns": self.owned, "connected": self._connection is not None}
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, DatabaseUnavailable):
+        return str(error)
+    return type(error).__name__

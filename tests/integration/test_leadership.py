@@ -1,0 +1,87 @@
+"""Leadership by advisory lock, with real PostgreSQL and two nodes in one process."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from twisted.application import service
+from twisted.internet import reactor
+
+from n2gateway.db import Database
+from n2gateway.leadership import Leadership
+from tests.support.gateway import sleep
+
+
+class Recorder(service.Service):
+    def __init__(self, log: list, node: str) -> None:
+        self.log, self.node = log, node
+
+    def startService(self) -> None:
+        super().startService()
+        self.log.append(("start", self.node))
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.log.append(("stop", self.node))
+
+
+@pytest.fixture
+def nodes(database_url):
+    """Two nodes claiming the same source; events record who ran it, in order."""
+    events: list = []
+    made = []
+    for name in ("node-a", "node-b"):
+        db = Database(reactor)
+        db.configure(database_url)
+        leadership = Leadership(db, reactor, name, retry_interval=0.2, query_timeout=0.5)
+        leadership.claim("pancake", lambda name=name: Recorder(events, name))
+        made.append((leadership, db))
+    yield made[0][0], made[1][0], events
+    for _, db in made:
+        db.close()
+
+
+async def wait_until(predicate, timeout: float = 10.0) -> float:
+    waited = 0.0
+    while not predicate():
+        assert waited < timeout, "condition not met in time"
+        await sleep(0.05)
+        waited += 0.05
+    return waited
+
+
+async def first_owner(a: Leadership, b: Leadership, events: list) -> None:
+    a.startService()
+    await wait_until(lambda: events == [("start", "node-a")])
+    b.startService()
+    await sleep(0.6)
+    assert b.owned == [] and events == [("start", "node-a")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_owner_then_takeover_on_release(nodes):
+    a, b, events = nodes
+    await first_owner(a, b, events)
+    assert await b.owners() == {"pancake": "node-a"}
+
+    await a.stopService()
+    waited = await wait_until(lambda: len(events) == 3)
+    # The NOTIFY of a clean release makes it immediate: no retry interval, no grace.
+    assert waited < b.grace
+    assert events == [("start", "node-a"), ("stop", "node-a"), ("start", "node-b")]
+    assert await a.owners() == {"pancake": "node-b"}
+    await b.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_owner_losing_its_connection_stops_and_another_takes_over(nodes, sql):
+    a, b, events = nodes
+    await first_owner(a, b, events)
+    sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'n2gateway:node-a'")
+    await wait_until(lambda: ("start", "node-b") in events)
+    # node-b took a lock it did not see released, so it waited out node-a's stop:
+    # the upstream never sees two sessions at once.
+    assert events == [("start", "node-a"), ("stop", "node-a"), ("start", "node-b")]
+    await a.stopService()
+    await b.stopService()
