@@ -11,7 +11,8 @@ from typing import Any
 
 REDACTED = "[redacted]"
 _SECRET_NAME = re.compile(
-    r"token|cookie|authori[sz]ation|password|passwd|secret|credential|client_?session|session_?id|api[_-]?key",
+    r"token|cookie|authori[sz]ation|password|passwd|secret|credential"
+    r"|client_?session|session_?id|api[_-]?key",
     re.IGNORECASE)
 # scheme://user:password@host: keep the user, drop the password.
 _DSN_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@\s]*@", re.IGNORECASE)
