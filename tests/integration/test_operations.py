@@ -77,6 +77,9 @@ async def gateway(pg_server, tmp_path_factory):
 @pytest_twisted.ensureDeferred
 async def test_metrics_follow_a_scripted_scenario(gateway) -> None:
     assert http(gateway, "GET", "/metrics", token=None)[0] == 401
+    # /health is ok once the database answers; the hub accepts clients once it follows
+    # the journal (until then /ws closes with "try again shortly").
+    await eventually(lambda: json.loads(http(gateway, "GET", "/api/hub/status")[1])["ready"])
     clients = [connect_client(gateway, f"u{i}") for i in range(CLIENTS)]
     await eventually(lambda: all(any(f["type"] == "subscribed" for f in c.frames) for c in clients))
     for n in range(EVENTS):
