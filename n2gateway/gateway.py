@@ -2,8 +2,8 @@
 
 Start-up order: listen on the HTTP port (``/health`` answers ``degraded`` at once),
 start the embedded PostgreSQL when no URL is configured, wait for the database with
-backoff, apply migrations, then start the plugins' services. Stopping runs the same
-steps backwards and waits for each.
+backoff, apply migrations, open the shared LISTEN connection, then start the plugins'
+services. Stopping runs the same steps backwards and waits for each.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ from n2gateway.config import Settings
 from n2gateway.context import PluginContext
 from n2gateway.db import Database, DatabaseUnavailable
 from n2gateway.db.embedded import EmbeddedPostgres
+from n2gateway.db.listen import Listener
 from n2gateway.db.migrations import apply_migrations
 from n2gateway.downstream.auth import Authenticator
 from n2gateway.downstream.connection import CLOSE_GOING_AWAY
 from n2gateway.downstream.jsonws import JsonSocketFactory
+from n2gateway.downstream.socketio import SocketIoFactory
+from n2gateway.downstream.socketio_sessions import SessionKeeper, SessionStore
 from n2gateway.http.health import add_health_route
 from n2gateway.http.hub_routes import add_hub_routes
 from n2gateway.hub import Hub
@@ -57,21 +60,27 @@ class Gateway(service.MultiService):
         self.database_state = "starting"
         self.database_error: str | None = None
         self.journal = Journal(self.db, reactor)
+        self.listener = Listener(self.db, reactor)
         self.hub = Hub(self.journal, reactor, poll_interval=settings.poll_interval)
         self.journal.on_appended = self.hub.wake
+        self.listener.subscribe("n2_journal", lambda payload: self.hub.wake(),
+                                on_recovered=self.hub.wake)
         self.authenticator = Authenticator(settings.jwt_secret)
-        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor)}
+        socketio = SocketIoFactory(self.hub, self.authenticator, SessionStore(self.db), reactor)
+        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
+                          "socket.io": socketio}
         self.node_id = settings.node_id or new_node_id()
         self.leadership = Leadership(self.db, reactor, self.node_id)
         # Started in this order after migrations, stopped in reverse after the plugins.
         self.core_services = service.MultiService()
-        for core in (self.leadership, self.hub,
+        for core in (self.listener, self.leadership, self.hub,
+                     SessionKeeper(socketio.sessions, socketio.live_pids.keys, reactor),
                      RetentionService(self.journal, reactor, settings.retention,
                                       settings.retention_rows)):
             core.setServiceParent(self.core_services)
         self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
                                      publish=self.journal.append, journal=self.journal,
-                                     leadership=self.leadership)
+                                     listener=self.listener, leadership=self.leadership)
         self.routes = Routes(admin_token=settings.admin_token)
         self.plugin_services = service.MultiService()
         self._port = None
@@ -85,6 +94,7 @@ class Gateway(service.MultiService):
         add_metrics_route(self.routes, self)
         add_status_page_routes(self.routes, self)
         self.routes.mount("/ws", self.endpoints["ws"].as_resource)
+        self.routes.mount("/socket.io/", socketio.as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
 
     def connections_by_protocol(self) -> dict[str, int]:
