@@ -53,7 +53,7 @@ async def running_gateway(pg_server, tmp_path_factory):
     gateway = GatewayProcess(tmp_path_factory.mktemp("openapi"), "--admin-token", ADMIN,
                              env=NOWHERE, database_url=create_database(pg_server)).start()
     try:
-        await gateway.wait_healthy()
+        await gateway.wait_ready()
         yield gateway
     finally:
         gateway.ensure_stopped()
