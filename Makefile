@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_MODULES := tests/interop/node_modules/.package-lock.json
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ $(NODE_MODULES): tests/interop/package.json tests/interop/package-lock.json
 run: $(STAMP)
 	$(BIN)/twistd -n n2gateway $(ARGS)
 
-test: $(STAMP) $(NODE_MODULES)
+# The status-page test drives Debian's Chromium; install it only when missing.
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: $(STAMP) $(NODE_MODULES) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) $(NODE_MODULES)

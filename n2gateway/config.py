@@ -53,6 +53,8 @@ OPTIONS: tuple[Option, ...] = (
            "How long the journal keeps events for resuming clients (e.g. 90s, 30m, 24h).", "24h"),
     Option("retention-rows", "N2GATEWAY_RETENTION_ROWS",
            "At most this many events are kept in the journal.", "1000000"),
+    Option("log-format", "N2GATEWAY_LOG_FORMAT",
+           "text (twistd's own) or json: one JSON object per line, secrets redacted.", "text"),
     Option("node-id", "N2GATEWAY_NODE_ID",
            "This gateway's name among several on one database (default: random per start)."),
     Option("poll-interval", "N2GATEWAY_POLL_INTERVAL",
@@ -76,6 +78,7 @@ class Settings:
     retention: float = 86400.0
     retention_rows: int = 1_000_000
     poll_interval: float = 1.0
+    log_format: str = "text"
     node_id: str | None = None
     #: Every N2GATEWAY_* variable, for plugin settings (``plugin_setting``).
     plugin_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -133,6 +136,9 @@ def build_settings(
     if credentials_key is not None:
         _check_fernet_key(credentials_key)
 
+    if values["log-format"] not in ("text", "json"):
+        raise usage.UsageError("--log-format: expected text or json")
+
     plugins = tuple(options.get("plugin") or ()) or _comma_list(environ.get("N2GATEWAY_PLUGINS"))
     return Settings(
         http=http,
@@ -145,9 +151,10 @@ def build_settings(
         credentials_key=credentials_key,
         plugins=plugins,
         disabled_plugins=_comma_list(values["disable-plugin"]),
-        retention=_duration("retention", values["retention"]),
+        retention=parse_duration("retention", values["retention"]),
         retention_rows=_positive_int("retention-rows", values["retention-rows"]),
-        poll_interval=_duration("poll-interval", values["poll-interval"]),
+        poll_interval=parse_duration("poll-interval", values["poll-interval"]),
+        log_format=values["log-format"],
         node_id=values["node-id"],
         plugin_env=MappingProxyType(
             {k: v for k, v in environ.items() if k.startswith("N2GATEWAY_")}),
@@ -157,7 +164,7 @@ def build_settings(
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _duration(name: str, text: str) -> float:
+def parse_duration(name: str, text: str) -> float:
     """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``7d``."""
     number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
     try:

@@ -9,7 +9,6 @@ services. Stopping runs the same steps backwards and waits for each.
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -25,7 +24,7 @@ from n2gateway.context import PluginContext
 from n2gateway.db import Database, DatabaseUnavailable
 from n2gateway.db.embedded import EmbeddedPostgres
 from n2gateway.db.listen import Listener
-from n2gateway.db.migrations import MigrationFolder, apply_migrations
+from n2gateway.db.migrations import apply_migrations
 from n2gateway.downstream.auth import Authenticator
 from n2gateway.downstream.connection import CLOSE_GOING_AWAY
 from n2gateway.downstream.jsonws import JsonSocketFactory
@@ -37,10 +36,11 @@ from n2gateway.hub import Hub
 from n2gateway.http.routes import Routes
 from n2gateway.http.site import GatewaySite
 from n2gateway.journal import Journal, RetentionService
+from n2gateway.http.metrics import add_metrics_route
+from n2gateway.http.openapi import add_openapi_route
+from n2gateway.http.status_page import add_status_page_routes
+from n2gateway.plugins import call_each, migration_folders, plugin_names
 from n2gateway.leadership import Leadership, new_node_id
-from n2gateway.plugins import call_each, plugin_names
-
-CORE_SCHEMA = Path(__file__).resolve().parent.parent / "schema"
 
 
 def retry_delay(attempt: int) -> float:
@@ -85,6 +85,7 @@ class Gateway(service.MultiService):
         self.routes = Routes(admin_token=settings.admin_token)
         self.plugin_services = service.MultiService()
         self._port = None
+        self.site: GatewaySite | None = None
         self._bring_up: defer.Deferred | None = None
         self._stopping = False
         #: Start-up is over (migrated, services started): /health may say "ok".
@@ -94,16 +95,12 @@ class Gateway(service.MultiService):
         pm.hook.n2gateway_configure(context=self.context)
         add_health_route(self.routes, self)
         add_hub_routes(self.routes, self)
+        add_openapi_route(self.routes)
+        add_metrics_route(self.routes, self)
+        add_status_page_routes(self.routes, self)
         self.routes.mount("/ws", self.endpoints["ws"].as_resource)
         self.routes.mount("/socket.io/", socketio.as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
-
-    def migration_folders(self) -> list[MigrationFolder]:
-        folders = [MigrationFolder("core", CORE_SCHEMA)]
-        for impl in self.pm.hook.n2gateway_migrations.get_hookimpls():
-            impl.function(register=lambda path, name=impl.plugin_name:
-                          folders.append(MigrationFolder(name, Path(path))))
-        return folders
 
     def connections_by_protocol(self) -> dict[str, int]:
         counts = dict.fromkeys(self.endpoints, 0)
@@ -128,7 +125,7 @@ class Gateway(service.MultiService):
     def privilegedStartService(self) -> None:
         # Listening here, before the reactor runs, turns "port in use" into one line
         # and a non-zero exit instead of a gateway that runs without its port.
-        site = GatewaySite(self.routes.app.resource())
+        site = self.site = GatewaySite(self.routes.app.resource())
         failures: list = []
         d = serverFromString(self.reactor, self.settings.http).listen(site)
         d.addCallbacks(lambda port: setattr(self, "_port", port), failures.append)
@@ -167,7 +164,7 @@ class Gateway(service.MultiService):
         await self._wait_for_database()
         if self._stopping:
             return
-        await apply_migrations(self.db, self.migration_folders())
+        await apply_migrations(self.db, migration_folders(self.pm))
         if self._stopping:
             return
         self.core_services.setServiceParent(self)

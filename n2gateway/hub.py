@@ -14,6 +14,7 @@ client sees no gap, no duplicate and no reordering at the seam.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -25,8 +26,10 @@ from twisted.logger import Logger
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.downstream.auth import Identity
 from n2gateway.journal import READ_BATCH, Event, Journal
+from n2gateway.traffic import SourceTally
 
 MAX_HELD = 10_000  # live events held for one session while its replay runs
+TOP_ROOMS = 10  # rooms listed in the status answer, busiest first
 
 
 class Wire(Protocol):
@@ -208,6 +211,7 @@ class Hub(service.Service):
         self.ready = False
         self.delivered = 0
         self.replayed = 0
+        self.traffic = SourceTally()
         self._wanted = False
         self._reading = False
         self._poll = task.LoopingCall(self.wake)
@@ -287,6 +291,7 @@ class Hub(service.Service):
             session.offer(event, frames)
         self.head = event.offset
         self.delivered += len(receivers)
+        self.traffic.count(event.rooms[0], len(receivers))
 
     async def close_all(self, code: int, reason: str, timeout: float = 2.0) -> None:
         """Ask every client to go, and give the closing handshakes ``timeout`` seconds."""
@@ -306,4 +311,6 @@ class Hub(service.Service):
             "delivered": self.delivered,
             "replayed": self.replayed,
             "pendingAppends": self.journal.pending,
+            "topRooms": [{"room": room, "connections": len(members)} for room, members in
+                         heapq.nlargest(TOP_ROOMS, self.rooms.items(), key=lambda r: len(r[1]))],
         }

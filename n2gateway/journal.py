@@ -47,11 +47,18 @@ def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
         raise ValueError("rooms must be a non-empty list of room names")
     if not isinstance(event, str) or not event:
         raise ValueError("event must be a non-empty string")
+    # Refused here, alone: in the database it would fail its whole batch.
+    if "\x00" in event or any("\x00" in r for r in rooms):
+        raise ValueError("rooms and event must not contain NUL characters")
     try:
         encoded = json.dumps({"rooms": list(dict.fromkeys(rooms)), "event": event,
                               "payload": payload}, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as e:
         raise ValueError(f"payload is not JSON-serializable: {e}") from None
+    try:
+        encoded.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("event is not valid Unicode (a lone surrogate)") from None
     if len(encoded) > MAX_PAYLOAD:
         raise ValueError(f"event over {MAX_PAYLOAD} bytes")
     return encoded
@@ -154,6 +161,13 @@ class Journal:
             "SELECT seq, rooms, event, payload::text FROM n2_journal"
             " WHERE seq > %s AND seq <= %s AND rooms && %s::text[] ORDER BY seq LIMIT %s",
             (after, through, list(rooms), limit))
+        return [_row_to_event(r) for r in rows]
+
+    async def tail(self, limit: int) -> list[Event]:
+        """The newest ``limit`` events, newest first."""
+        rows = await self._db.query(
+            "SELECT seq, rooms, event, payload::text FROM n2_journal ORDER BY seq DESC LIMIT %s",
+            (limit,))
         return [_row_to_event(r) for r in rows]
 
     async def head(self) -> int:

@@ -8,12 +8,14 @@ there in ``setup.cfg`` like any other package) and from ``--plugin module.path``
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 import pluggy
 from twisted.python import usage
 
 from n2gateway import hookspecs
+from n2gateway.db.migrations import CORE_SCHEMA, MigrationFolder
 
 
 def load_plugins(extra: tuple[str, ...] = (), disabled: tuple[str, ...] = ()) -> pluggy.PluginManager:
@@ -36,6 +38,15 @@ def load_plugins(extra: tuple[str, ...] = (), disabled: tuple[str, ...] = ()) ->
     except pluggy.PluginValidationError as e:
         raise usage.UsageError(f"plugin {e.plugin!r}: {e}") from None
     return pm
+
+
+def migration_folders(pm: pluggy.PluginManager) -> list[MigrationFolder]:
+    """The core's migration folder, then each plugin's, in the order they are applied."""
+    folders = [MigrationFolder("core", CORE_SCHEMA)]
+    for impl in pm.hook.n2gateway_migrations.get_hookimpls():
+        impl.function(register=lambda path, name=impl.plugin_name:
+                      folders.append(MigrationFolder(name, Path(path))))
+    return folders
 
 
 def plugin_names(pm: pluggy.PluginManager) -> list[str]:

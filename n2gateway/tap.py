@@ -33,6 +33,11 @@ class Options(usage.Options):
         from n2gateway.plugins import load_plugins
 
         self.settings = build_settings(self, os.environ, reactor)
+        # twistd starts logging after this, with the observer factory named by its
+        # own --logger option (an explicit --logger wins).
+        if self.settings.log_format == "json" and self.parent is not None \
+                and self.parent.get("logger", False) is None:
+            self.parent["logger"] = "n2gateway.logs.json_observer"
         # Loaded here so that a plugin that cannot be imported is a usage error too.
         self.plugin_manager = load_plugins(self.settings.plugins, self.settings.disabled_plugins)
 

@@ -18,6 +18,8 @@ from n2gateway.db.pool import Database, Transaction
 
 log = Logger()
 
+#: The core's own migrations, applied before any plugin's.
+CORE_SCHEMA = Path(__file__).resolve().parents[2] / "schema"
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant shared by every gateway; it names the migrations lock in pg_locks.
 MIGRATIONS_LOCK = 0x6E32_6D69  # "n2mi"

@@ -206,6 +206,11 @@ class Database:
         except Exception as e:
             raise DatabaseUnavailable(describe_error(e)) from e
 
+    def stats(self) -> dict[str, int]:
+        """Pool occupancy for metrics: connections open, idle, and callers waiting."""
+        return {"size": self._size, "open": self._open, "idle": len(self._idle),
+                "waiting": len(self._waiters)}
+
     def close(self) -> None:
         self._closed = True
         self._drop_idle()

@@ -5,6 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 
+#: The shape of every error answer, declared in the OpenAPI description.
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "field": {"type": ["string", "null"]},
+    },
+}
+
+
 class HttpError(Exception):
     """Raise from a route handler to answer ``status`` with a JSON error body."""
 

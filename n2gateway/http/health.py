@@ -51,4 +51,4 @@ def add_health_route(routes: Routes, gateway: Any) -> None:
         }
 
     routes.add("GET", "/health", health, summary="Liveness and database state",
-               response=HEALTH_SCHEMA, tags=("operations",))
+               response=HEALTH_SCHEMA, tags=("operations",), statuses=(200, 503))

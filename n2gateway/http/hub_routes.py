@@ -8,19 +8,41 @@ from n2gateway.http.errors import HttpError
 from n2gateway.http.routes import JsonRequest, Routes
 from n2gateway.journal import JournalFull
 
+NO_NUL = "^[^\\x00]*$"  # PostgreSQL text cannot hold NUL
 PUBLISH_BODY = {
     "type": "object",
     "required": ["rooms", "event"],
     "additionalProperties": False,
     "properties": {
         "rooms": {"type": "array", "minItems": 1, "maxItems": 100,
-                  "items": {"type": "string", "minLength": 1, "maxLength": 200}},
-        "event": {"type": "string", "minLength": 1, "maxLength": 200},
+                  "items": {"type": "string", "minLength": 1, "maxLength": 200,
+                            "pattern": NO_NUL}},
+        "event": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL},
         "payload": {},
     },
 }
 PUBLISH_ANSWER = {"type": "object", "required": ["offset"],
                   "properties": {"offset": {"type": "string"}}}
+
+
+HUB_STATUS = {
+    "type": "object",
+    "required": ["ready", "head", "connections", "rooms", "protocols", "topRooms"],
+    "properties": {
+        "ready": {"type": "boolean"},
+        "head": {"type": "string"},
+        "connections": {"type": "integer"},
+        "rooms": {"type": "integer"},
+        "delivered": {"type": "integer"},
+        "replayed": {"type": "integer"},
+        "pendingAppends": {"type": "integer"},
+        "topRooms": {"type": "array", "items": {
+            "type": "object", "required": ["room", "connections"],
+            "properties": {"room": {"type": "string"}, "connections": {"type": "integer"}}}},
+        "retention": {"type": "object"},
+        "protocols": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}
 
 
 def add_hub_routes(routes: Routes, gateway: Any) -> None:
@@ -44,4 +66,4 @@ def add_hub_routes(routes: Routes, gateway: Any) -> None:
     routes.add("POST", "/api/publish", publish, summary="Publish an event to rooms",
                body=PUBLISH_BODY, response=PUBLISH_ANSWER, tags=("hub",))
     routes.add("GET", "/api/hub/status", status, summary="Connections, rooms, journal head",
-               tags=("hub",))
+               response=HUB_STATUS, tags=("hub",))

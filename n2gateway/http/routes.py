@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from n2gateway.db import DatabaseUnavailable
 from n2gateway.http.errors import HttpError
 from n2gateway.http.validation import validate
 
@@ -38,6 +39,14 @@ class JsonRequest:
         return values[0].decode("utf-8", "replace") if values else None
 
 
+@dataclass(frozen=True)
+class RawAnswer:
+    """A handler's answer that is not JSON (a page, a script, metrics text)."""
+
+    body: bytes
+    content_type: str
+
+
 Handler = Callable[[JsonRequest], Awaitable[Any]]
 
 
@@ -51,6 +60,9 @@ class Route:
     response: dict | None = None
     tags: tuple[str, ...] = ()
     protected: bool = False
+    #: Statuses answered with ``response`` (errors answer the JSON error shape).
+    statuses: tuple[int, ...] = (200,)
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -67,21 +79,31 @@ class Routes:
 
     def add(self, method: str, path: str, handler: Handler, *, summary: str = "",
             body: dict | None = None, response: dict | None = None,
-            tags: tuple[str, ...] = ()) -> None:
-        """Serve ``method path`` with ``handler``; ``body`` is the request's JSON Schema."""
+            tags: tuple[str, ...] = (), protected: bool | None = None,
+            statuses: tuple[int, ...] = (200,),
+            content_type: str = "application/json") -> None:
+        """Serve ``method path`` with ``handler``; ``body`` is the request's JSON Schema.
+
+        ``protected`` (the admin token, when one is set) defaults to paths under ``/api/``.
+        """
         route = Route(method.upper(), path, handler, summary, body, response, tags,
-                      protected=path.startswith("/api/"))
+                      protected=path.startswith("/api/") if protected is None else protected,
+                      statuses=statuses, content_type=content_type)
         self.routes.append(route)
 
         async def endpoint(request: IRequest, **path_args: str) -> bytes:
+            request.route_template = path  # for metrics: never the raw path
             return await self._serve(route, request, path_args)
 
         self.app.route(path, methods=[route.method], endpoint=f"{route.method} {path}")(endpoint)
 
     def mount(self, path: str, resource_factory: Callable[[], Any]) -> None:
         """Serve a Twisted resource (a WebSocket endpoint) under ``path``."""
-        self.app.route(path, endpoint=f"resource {path}", branch=True)(
-            lambda request: resource_factory())
+        def serve(request: IRequest) -> Any:
+            request.route_template = path
+            return resource_factory()
+
+        self.app.route(path, endpoint=f"resource {path}", branch=True)(serve)
 
     async def _serve(self, route: Route, request: IRequest, path_args: Mapping[str, str]) -> bytes:
         try:
@@ -91,10 +113,14 @@ class Routes:
             answer = await route.handler(JsonRequest(body, path_args, request))
         except HttpError as e:
             return write_json(request, e.status, e.body())
+        except DatabaseUnavailable as e:
+            return write_json(request, 503, HttpError(503, f"database unavailable: {e}").body())
         except Exception:
             log.failure("route {method} {path} failed", method=route.method, path=route.path)
             return write_json(request, 500, HttpError(500, "internal error; see the gateway log").body())
         status, payload = answer if isinstance(answer, tuple) else (200, answer)
+        if isinstance(payload, RawAnswer):
+            return write_answer(request, status, payload.content_type, payload.body)
         return write_json(request, status, payload)
 
     def _authorize(self, request: IRequest) -> None:
@@ -135,7 +161,12 @@ class Routes:
 
 
 def write_json(request: IRequest, status: int, payload: Any) -> bytes:
+    return write_answer(request, status, "application/json",
+                        json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def write_answer(request: IRequest, status: int, content_type: str, body: bytes) -> bytes:
     request.setResponseCode(status)
-    request.setHeader("content-type", "application/json")
+    request.setHeader("content-type", content_type)
     request.setHeader("cache-control", "no-store")
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return body

@@ -7,6 +7,7 @@ answers 413.
 
 from __future__ import annotations
 
+from collections import Counter
 from io import BytesIO
 
 from twisted.logger import Logger
@@ -15,6 +16,8 @@ from twisted.web import server
 access = Logger(namespace="n2gateway.http.access")
 
 MAX_BODY = 1024 * 1024
+# The request's method becomes a metric label: anything else counts as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class CappedRequest(server.Request):
@@ -46,8 +49,13 @@ class GatewaySite(server.Site):
         super().__init__(resource, **kwargs)
         self.max_body = max_body
         self.noisy = False
+        #: Answers by (method, route template, status), read by the metrics collector.
+        self.answered: Counter[tuple[str, str, int]] = Counter()
 
     def log(self, request) -> None:
+        method = request.method.decode("ascii", "replace")
+        template = getattr(request, "route_template", "unmatched")
+        self.answered[(method if method in METHODS else "other", template, request.code)] += 1
         # Not twisted.web's access log: that prints query strings, which carry
         # tokens (/ws?token=...). The path alone is enough to follow traffic.
         access.debug("{method} {path} {status}", method=request.method.decode(),

@@ -13,13 +13,12 @@ from twisted.logger import globalLogPublisher
 
 from n2gateway.db import Database
 from n2gateway.db.listen import Listener
-from n2gateway.db.migrations import MigrationFolder, apply_migrations
+from n2gateway.db.migrations import CORE_SCHEMA, MigrationFolder, apply_migrations
 from plugins.chat import MIGRATIONS
 from plugins.chat.schema import Tables
 from plugins.chat.store import ChatStore
 from plugins.chat.sync import ChatSync
 
-CORE_SCHEMA = Path(__file__).resolve().parents[2] / "schema"
 
 
 def writer(database_url: str, autocommit: bool = True):

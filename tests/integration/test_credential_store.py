@@ -15,7 +15,7 @@ from twisted.logger import capturedLogs, formatEvent
 from n2gateway.credentials import CredentialStore
 from n2gateway.db import Database
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
-from n2gateway.gateway import CORE_SCHEMA
+from n2gateway.db.migrations import CORE_SCHEMA
 
 TOKEN = "TOKEN-store-4242"
 COOKIE = "sid=COOKIE-store-4343"

@@ -9,12 +9,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from n2gateway.config import build_settings
 from n2gateway.db import Database
-from n2gateway.db.migrations import MigrationError, MigrationFolder, apply_migrations
-from n2gateway.gateway import CORE_SCHEMA, Gateway
+from n2gateway.db.migrations import CORE_SCHEMA, MigrationError, MigrationFolder, apply_migrations
 from n2gateway.hookspecs import hookimpl
-from n2gateway.plugins import load_plugins
+from n2gateway.plugins import load_plugins, migration_folders
 
 # Seed 000, verbatim: the table the original system created by hand.
 SEED_SQL = """
@@ -150,11 +148,7 @@ async def test_a_plugins_migrations_run_under_its_name_after_the_core(db, sql, t
     (plugin_dir / "0001_client_type.sql").write_text(ADD_ZALO)
     pm = load_plugins(disabled=("chat", "pancake", "tpos"))
     pm.register(ZaloPlugin(plugin_dir), name="zalo")
-    settings = build_settings({"database-url": "postgresql://h/db", "data-dir": str(tmp_path)},
-                              {}, reactor)
-    gateway = Gateway(settings, pm, reactor)
-
-    applied = await apply_migrations(db, gateway.migration_folders())
+    applied = await apply_migrations(db, migration_folders(pm))
     core = sorted(f"core/{p.name}" for p in CORE_SCHEMA.glob("*.sql"))
     assert applied == core + ["zalo/0001_client_type.sql"]
     assert ("zalo", "0001_client_type.sql") in sql("SELECT namespace, name FROM schema_migrations")

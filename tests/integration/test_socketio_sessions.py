@@ -8,7 +8,7 @@ from twisted.internet import reactor
 from n2gateway.db import Database
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.downstream.socketio_sessions import SavedSession, SessionKeeper, SessionStore
-from n2gateway.gateway import CORE_SCHEMA
+from n2gateway.db.migrations import CORE_SCHEMA
 
 
 @pytest_twisted.ensureDeferred

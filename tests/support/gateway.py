@@ -42,6 +42,7 @@ class GatewayProcess:
         self.port = port or free_port()
         self.data_dir = tmp_path / "data"
         self.log_path = tmp_path / f"gateway-{self.port}.log"
+        self.admin_token = args[args.index("--admin-token") + 1] if "--admin-token" in args else None
         self.args = ["--http", f"tcp:{self.port}:interface=127.0.0.1",
                      "--data-dir", str(self.data_dir), *args]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("N2GATEWAY_")}
@@ -100,6 +101,28 @@ class GatewayProcess:
             await sleep(0.1)
             waited += 0.1
         return self.log_text()
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Healthy, the hub following the journal and every provider held by this node.
+
+        ``admin_token`` is needed for the hub's status route when one is set.
+        """
+        import urllib.request
+
+        await self.wait_healthy(timeout)
+        waited = 0.0
+        while waited < timeout:
+            status, health = self.health()
+            request = urllib.request.Request(self.url + "/api/hub/status", headers=(
+                {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}))
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                hub = json.loads(answer.read())
+            plugins = health.get("plugins", {}).values()
+            if hub["ready"] and all(p.get("held", True) for p in plugins if isinstance(p, dict)):
+                return
+            await sleep(0.1)
+            waited += 0.1
+        raise AssertionError(f"gateway not ready after {timeout} s:\n{self.log_text()}")
 
     async def wait_exit(self, timeout: float = 30.0) -> int:
         waited = 0.0

@@ -30,6 +30,7 @@ GOOD_VALUES = {
     "retention-rows": "500",
     "poll-interval": "2.5",
     "node-id": "gw-1",
+    "log-format": "json",
 }
 
 # A second good value, for the variable when the option also gives one.
@@ -49,7 +50,7 @@ FIELDS = {
     "tpos-url": "tpos_url", "credentials-key": "credentials_key",
     "disable-plugin": "disabled_plugins", "retention": "retention",
     "retention-rows": "retention_rows", "poll-interval": "poll_interval",
-    "node-id": "node_id",
+    "node-id": "node_id", "log-format": "log_format",
 }
 
 
