@@ -55,14 +55,24 @@ class Refused(Exception):
 
 @dataclass
 class Subscription:
-    live: bool
-    #: Events above this offset were offered to the session through this room.
-    live_since: int = 0
+    #: Events in the room above ``since`` are this subscription's to deliver: up to
+    #: ``progress`` while its replay runs, all of them once it is live.
+    since: int
+    live: bool = True
+    progress: int = 0
+    #: Live events that arrived during the replay, sent when it ends.
     held: list[Event] = field(default_factory=list)
+
+    def covers(self, offset: int) -> bool:
+        return self.since < offset and (self.live or offset <= self.progress)
 
 
 class Session:
-    """One downstream client, whatever its protocol, as the hub sees it."""
+    """One downstream client, whatever its protocol, as the hub sees it.
+
+    Each event reaches a session at most once, through the first room that covers
+    it, however its rooms' replays and live deliveries interleave.
+    """
 
     log = Logger()
 
@@ -80,20 +90,22 @@ class Session:
 
     def offer(self, event: Event, frames: dict) -> None:
         """A live event in at least one of this session's rooms."""
-        held_in = None
+        replaying = []
         for room in event.rooms:
             subscription = self.subscriptions.get(room)
-            if subscription is None:
+            if subscription is None or subscription.since >= event.offset:
                 continue
             if subscription.live:
                 self._send(event, room, frames)
                 return
-            held_in = held_in or subscription
-        if held_in is not None:
-            if len(held_in.held) >= MAX_HELD:
+            replaying.append(subscription)
+        # Held by every replaying room: the first to go live sends it, the others
+        # then see it covered.
+        for subscription in replaying:
+            if len(subscription.held) >= MAX_HELD:
                 self.channel.close_slow()
                 return
-            held_in.held.append(event)
+            subscription.held.append(event)
 
     def _send(self, event: Event, room: str, frames: dict) -> None:
         key = (self.wire, room if self.wire.names_room else None)
@@ -102,16 +114,15 @@ class Session:
             frame = frames[key] = self.wire.prepare(event, room)
         self.channel.send_prepared(frame)
 
-    def _sent_live(self, event: Event) -> bool:
-        """Whether ``event`` already reached this session through a live room."""
-        return any(
-            (s := self.subscriptions.get(room)) is not None and s.live and event.offset > s.live_since
-            for room in event.rooms)
+    def _delivered(self, event: Event) -> bool:
+        """Whether ``event`` already reached this session through one of its rooms."""
+        return any((s := self.subscriptions.get(room)) is not None and s.covers(event.offset)
+                   for room in event.rooms)
 
     def join(self, room: str) -> None:
         """Join ``room`` from now on, without replay."""
         if room not in self.subscriptions:
-            self.subscriptions[room] = Subscription(live=True, live_since=self.hub.head)
+            self.subscriptions[room] = Subscription(since=self.hub.head)
             self.hub._add(room, self)
 
     async def subscribe(self, room: str, offset: int | None = None,
@@ -126,35 +137,40 @@ class Session:
             raise Refused(f"not allowed to join {room}")
         if offset is None:
             self.join(room)
-            return True
+            return
         previous = self.subscriptions.get(room)
         # Re-subscribing a live room: what it delivered since then is not sent again.
-        delivered_since = previous.live_since if previous is not None and previous.live else None
-        subscription = Subscription(live=False)
+        delivered_since = previous.since if previous is not None and previous.live else None
+        through = self.hub.head
+        subscription = Subscription(since=offset, live=False, progress=offset)
         self.subscriptions[room] = subscription
         self.hub._add(room, self)
-        through = self.hub.head
         horizon = await self.hub.journal.horizon()
         if offset < horizon:
             on_gap()
         after = max(offset, horizon)
-        while after < through and not self.closed:
+        if delivered_since is not None:
+            subscription.since = min(subscription.since, delivered_since)
+
+        def current() -> bool:
+            return not self.closed and self.subscriptions.get(room) is subscription
+
+        while after < through and current():
             events = await self.hub.journal.replay([room], after, through)
-            if not events:
+            if not events or not current():
                 break
             for event in events:
-                if self._sent_live(event) or (
-                        delivered_since is not None and event.offset > delivered_since):
-                    continue
-                self._send(event, room, {})
-                self.hub.replayed += 1
-            after = events[-1].offset
-        if self.subscriptions.get(room) is subscription:
+                if not self._delivered(event) and (
+                        delivered_since is None or event.offset <= delivered_since):
+                    self._send(event, room, {})
+                    self.hub.replayed += 1
+                subscription.progress = after = event.offset
+        if current():
             for event in subscription.held:
-                if not self._sent_live(event):
+                if not self._delivered(event):
                     self._send(event, room, {})
             subscription.held.clear()
-            subscription.live, subscription.live_since = True, through
+            subscription.live = True
 
     def unsubscribe(self, room: str) -> None:
         if self.subscriptions.pop(room, None) is not None:
