@@ -51,11 +51,11 @@ class ProtocolError(Exception):
 def parse_offset(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ProtocolError("offset must be a string of digits")
-    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-        raise ProtocolError("offset must be a string of digits")
-    return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise ProtocolError("offset must be a string of digits")
 
 
 class JsonSocketProtocol(DownstreamProtocol):
