@@ -27,6 +27,9 @@ from n2gateway.downstream.auth import Identity
 from n2gateway.journal import READ_BATCH, Event, Journal
 
 MAX_HELD = 10_000  # live events held for one session while its replay runs
+#: Payload bytes dispatched before the hub lets the reactor write to the sockets: a
+#: burst written in one turn would fill a fast client's outbox as if it were slow.
+TURN_BYTES = 64 * 1024
 
 
 class Wire(Protocol):
@@ -47,6 +50,9 @@ class Channel(Protocol):
     def send_prepared(self, frame: Any) -> None: ...
 
     def close_slow(self) -> None: ...
+
+    def writable(self) -> defer.Deferred:
+        """Fires when the connection takes frames without buffering them."""
 
 
 class Refused(Exception):
@@ -160,6 +166,10 @@ class Session:
             if not events or not current():
                 break
             for event in events:
+                # Pull at the client's pace: a long replay must not overflow the outbox.
+                await self.channel.writable()
+                if not current():
+                    return
                 if not self._delivered(event) and (
                         delivered_since is None or event.offset <= delivered_since):
                     self._send(event, room, {})
@@ -254,8 +264,15 @@ class Hub(service.Service):
             while self._wanted and self.running:
                 self._wanted = False
                 events = await self.journal.read_after(self.head, READ_BATCH)
+                written = 0
                 for event in events:
+                    if written > TURN_BYTES:
+                        written = 0
+                        await task.deferLater(self.reactor, 0)
+                        if not self.running:
+                            return
                     self.dispatch(event)
+                    written += len(event.payload_json)
                 if len(events) == READ_BATCH:
                     self._wanted = True  # a full page may have more behind it
         except DatabaseUnavailable as e:

@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 
 from n2gateway.downstream.auth import Identity
 from n2gateway.hub import MAX_HELD, Hub, Refused
-from n2gateway.journal import READ_BATCH
+from n2gateway.journal import READ_BATCH, Event
 from tests.fakes.journal import FakeJournal
 
 
@@ -28,6 +28,10 @@ class FakeChannel:
     def __init__(self) -> None:
         self.frames: list[dict] = []
         self.slow_closes = 0
+        self.full: defer.Deferred | None = None
+
+    def writable(self) -> defer.Deferred:
+        return self.full if self.full is not None else defer.succeed(None)
 
     def send_prepared(self, frame) -> None:
         self.frames.append(frame)
@@ -155,6 +159,21 @@ def test_a_burst_longer_than_one_read_is_delivered_whole_and_in_order(h):
         h.journal.add(["r"])
     h.hub.wake()
     assert c.offsets == list(range(1, READ_BATCH * 2 + 6))
+
+
+def test_a_burst_of_large_events_is_spread_over_reactor_turns_so_sockets_drain_between(h):
+    s, c = h.session()
+    s.join("r")
+    for _ in range(40):
+        h.journal.events.append(Event(len(h.journal.events) + 1, ("r",), "e",
+                                      '"' + "x" * 50_000 + '"'))
+    h.hub.wake()
+    assert 0 < len(c.frames) < 10
+    while len(c.frames) < 40:
+        before = len(c.frames)
+        h.clock.advance(0)
+        assert len(c.frames) > before
+    assert c.offsets == list(range(1, 41))
 
 
 # -- following the journal ---------------------------------------------------------------
@@ -388,6 +407,21 @@ def test_concurrent_replays_of_rooms_sharing_events_deliver_each_event_once_in_e
         h.publish("a", "b")
         assert c.offsets == [base + 1, base + 2, base + 3, base + 4], finish_first
         s.close()
+
+
+def test_a_replay_waits_while_the_connection_is_full_instead_of_overflowing_it(h):
+    for _ in range(5):
+        h.journal.add(["r"])
+    h.hub.wake()
+    s, c = h.session()
+    c.full = defer.Deferred()
+    done = h.subscribe(s, "r", offset=0)
+    assert c.frames == [] and not done.called
+    h.publish("r")  # live meanwhile: held
+    full, c.full = c.full, None
+    full.callback(None)
+    assert done.called
+    assert c.offsets == [1, 2, 3, 4, 5, 6]
 
 
 def test_unsubscribing_during_a_replay_stops_it(h):

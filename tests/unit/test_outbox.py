@@ -102,3 +102,23 @@ def test_it_registers_as_the_transports_streaming_producer():
     assert transport.producer is r.outbox
     assert transport.streaming
     assert IPushProducer.providedBy(r.outbox)
+
+
+def test_writable_fires_at_once_when_flowing_and_after_the_backlog_drains_when_paused():
+    r = Recorder()
+    assert r.outbox.writable().called
+    r.outbox.pauseProducing()
+    r.outbox.send_prepared(frame())
+    waiting = r.outbox.writable()
+    assert not waiting.called
+    r.outbox.resumeProducing()
+    assert waiting.called and len(r.sent) == 1
+
+
+def test_writable_fires_when_the_outbox_closes_so_no_replay_waits_forever():
+    r = Recorder()
+    r.outbox.pauseProducing()
+    waiting = r.outbox.writable()
+    r.outbox.stopProducing()
+    assert waiting.called
+    assert r.outbox.writable().called
