@@ -13,6 +13,9 @@ from n2gateway.hub import Session
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_NOT_READY = 1013  # "try again later"
 CLOSE_GOING_AWAY = 1001
+#: A slow consumer reads its backlog before it reaches the 4008 close frame: it gets
+#: longer than the usual close handshake to see why it was closed.
+SLOW_CLOSE_TIMEOUT = 10
 
 
 class DownstreamProtocol(WebSocketServerProtocol):
@@ -36,6 +39,7 @@ class DownstreamProtocol(WebSocketServerProtocol):
 
     def _close_slow(self, code: int, reason: str) -> None:
         self.factory.slow_closed += 1
+        self.closeHandshakeTimeout = SLOW_CLOSE_TIMEOUT
         self.sendClose(code, reason)
 
     def onClose(self, wasClean: bool, code: int, reason: str) -> None:
