@@ -13,25 +13,10 @@ from twisted.internet import defer
 from n2gateway.downstream.auth import issue_token
 from n2gateway.downstream.outbox import SLOW_CONSUMER_CODE
 from tests.support.gateway import sleep
-from tests.support.ws import GatewayInProcess, WsClient, eventually
+from tests.support.ws import WsClient, eventually
 
 SECRET = "integration-secret-0123456789abcdef"
 ADMIN = "admin-token-for-tests"
-
-
-@pytest.fixture
-def gateway_factory(tmp_path, database_url):
-    started: list[GatewayInProcess] = []
-
-    async def start(**settings) -> GatewayInProcess:
-        gw = GatewayInProcess(tmp_path, database_url, **settings)
-        started.append(gw)
-        return await gw.start()
-
-    yield start
-    for gw in started:
-        if gw.gateway.running:
-            pytest_twisted.blockon(defer.Deferred.fromCoroutine(gw.stop()))
 
 
 @pytest.fixture
