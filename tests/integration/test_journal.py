@@ -13,7 +13,7 @@ from twisted.internet import defer, reactor
 from n2gateway.db import Database
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.gateway import CORE_SCHEMA
-from n2gateway.journal import Journal, RetentionService
+from n2gateway.journal import Journal, JournalFull, RetentionService
 from tests.support.ws import eventually
 
 
@@ -107,6 +107,19 @@ def test_malformed_appends_are_refused_before_they_reach_the_database(
     with pytest.raises(ValueError, match=message):
         journal.append(rooms, event, payload)
     assert journal.pending == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_while_the_database_is_away_waiting_appends_are_bounded_then_all_land(
+        journal, sql):
+    bounded = Journal(journal._db, reactor, max_pending=3)
+    sql("SELECT pg_advisory_lock(1848599407)")  # appends block, as if the database hung
+    waiting = [bounded.append(["r"], "e", n) for n in range(3)]
+    with pytest.raises(JournalFull):
+        bounded.append(["r"], "e", 3)
+    sql("SELECT pg_advisory_unlock(1848599407)")
+    assert await defer.gatherResults(waiting) == [1, 2, 3]
+    assert await bounded.append(["r"], "e", 4) == 4
 
 
 @pytest_twisted.ensureDeferred

@@ -62,5 +62,6 @@ async def test_resume_after_sigkill_and_restart_delivers_everything_after_the_of
         assert [e["payload"]["n"] for e in client.events() + again.events()] == list(range(10))
         assert offsets == list(range(offsets[0], offsets[0] + 10))
         assert not [f for f in again.frames if f["type"] == "gap"]
+        assert "DEVELOPMENT MODE" in second.log_text()  # no --jwt-secret: said loudly
     finally:
         second.ensure_stopped()
