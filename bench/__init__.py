@@ -1,0 +1,1 @@
+"""Load tests of the gateway on loopback: ``python -m bench [scenario ...]``."""

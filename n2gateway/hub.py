@@ -29,6 +29,9 @@ from n2gateway.journal import READ_BATCH, Event, Journal
 from n2gateway.traffic import SourceTally
 
 MAX_HELD = 10_000  # live events held for one session while its replay runs
+#: Payload bytes dispatched before the hub lets the reactor write to the sockets: a
+#: burst written in one turn would fill a fast client's outbox as if it were slow.
+TURN_BYTES = 64 * 1024
 TOP_ROOMS = 10  # rooms listed in the status answer, busiest first
 
 
@@ -53,6 +56,9 @@ class Channel(Protocol):
 
     def close(self, code: int, reason: str) -> None: ...
 
+    def writable(self) -> defer.Deferred:
+        """Fires when the connection takes frames without buffering them."""
+
 
 class Refused(Exception):
     """A subscription the client may not have; the message is safe to send back."""
@@ -60,14 +66,24 @@ class Refused(Exception):
 
 @dataclass
 class Subscription:
-    live: bool
-    #: Events above this offset were offered to the session through this room.
-    live_since: int = 0
+    #: Events in the room above ``since`` are this subscription's to deliver: up to
+    #: ``progress`` while its replay runs, all of them once it is live.
+    since: int
+    live: bool = True
+    progress: int = 0
+    #: Live events that arrived during the replay, sent when it ends.
     held: list[Event] = field(default_factory=list)
+
+    def covers(self, offset: int) -> bool:
+        return self.since < offset and (self.live or offset <= self.progress)
 
 
 class Session:
-    """One downstream client, whatever its protocol, as the hub sees it."""
+    """One downstream client, whatever its protocol, as the hub sees it.
+
+    Each event reaches a session at most once, through the first room that covers
+    it, however its rooms' replays and live deliveries interleave.
+    """
 
     log = Logger()
 
@@ -85,20 +101,22 @@ class Session:
 
     def offer(self, event: Event, frames: dict) -> None:
         """A live event in at least one of this session's rooms."""
-        held_in = None
+        replaying = []
         for room in event.rooms:
             subscription = self.subscriptions.get(room)
-            if subscription is None:
+            if subscription is None or subscription.since >= event.offset:
                 continue
             if subscription.live:
                 self._send(event, room, frames)
                 return
-            held_in = held_in or subscription
-        if held_in is not None:
-            if len(held_in.held) >= MAX_HELD:
+            replaying.append(subscription)
+        # Held by every replaying room: the first to go live sends it, the others
+        # then see it covered.
+        for subscription in replaying:
+            if len(subscription.held) >= MAX_HELD:
                 self.channel.close_slow()
                 return
-            held_in.held.append(event)
+            subscription.held.append(event)
 
     def _send(self, event: Event, room: str, frames: dict) -> None:
         key = (self.wire, room if self.wire.names_room else None)
@@ -107,16 +125,15 @@ class Session:
             frame = frames[key] = self.wire.prepare(event, room)
         self.channel.send_prepared(frame)
 
-    def _sent_live(self, event: Event) -> bool:
-        """Whether ``event`` already reached this session through a live room."""
-        return any(
-            (s := self.subscriptions.get(room)) is not None and s.live and event.offset > s.live_since
-            for room in event.rooms)
+    def _delivered(self, event: Event) -> bool:
+        """Whether ``event`` already reached this session through one of its rooms."""
+        return any((s := self.subscriptions.get(room)) is not None and s.covers(event.offset)
+                   for room in event.rooms)
 
     def join(self, room: str) -> None:
         """Join ``room`` from now on, without replay."""
         if room not in self.subscriptions:
-            self.subscriptions[room] = Subscription(live=True, live_since=self.hub.head)
+            self.subscriptions[room] = Subscription(since=self.hub.head)
             self.hub._add(room, self)
 
     async def subscribe(self, room: str, offset: int | None = None,
@@ -137,49 +154,59 @@ class Session:
     async def resume(self, rooms: list[str], offset: int,
                      on_gap: Callable[[], None] = lambda: None) -> None:
         """Join ``rooms`` together, first replaying what any of them missed after
-        ``offset`` in one offset-ordered pass (as ``subscribe`` does for one room).
+        ``offset`` in one offset-ordered pass.
 
-        One pass rather than one ``subscribe`` per room: rooms replayed one after the
-        other would send an event in two of them twice, and an older event of the
-        second room after newer live events of the first, so a client that keeps its
-        last offset would resume from the wrong place.
+        One pass rather than one replay per room: rooms replayed one after the other
+        would send an older event of the second room after newer live events of the
+        first, and a client that keeps its last offset would resume from the wrong place.
         """
         for room in rooms:
             if not self.identity.may_join(room):
                 raise Refused(f"not allowed to join {room}")
-        # Rooms that were live: what they delivered since then is not sent again.
-        delivered_since = {room: s.live_since for room in rooms
+        # Re-subscribing a live room: what it delivered since then is not sent again.
+        delivered_since = {room: s.since for room in rooms
                            if (s := self.subscriptions.get(room)) is not None and s.live}
-        resumed = {room: Subscription(live=False) for room in rooms}
+        through = self.hub.head
+        resumed = {room: Subscription(since=min(offset, delivered_since.get(room, offset)),
+                                      live=False, progress=offset) for room in rooms}
         for room, subscription in resumed.items():
             self.subscriptions[room] = subscription
             self.hub._add(room, self)
-        through = self.hub.head
         horizon = await self.hub.journal.horizon()
         if offset < horizon:
             on_gap()
         after = max(offset, horizon)
-        while after < through and not self.closed:
+
+        def current() -> list[Subscription]:
+            return [] if self.closed else [
+                s for room, s in resumed.items() if self.subscriptions.get(room) is s]
+
+        while after < through and current():
             events = await self.hub.journal.replay(rooms, after, through)
-            if not events:
+            if not events or not current():
                 break
             for event in events:
-                if self._sent_live(event) or any(
-                        event.offset > delivered_since.get(room, event.offset)
-                        for room in event.rooms):
-                    continue
-                self._send(event, self._room_of(event, resumed), {})
-                self.hub.replayed += 1
-            after = events[-1].offset
-        current = [s for room, s in resumed.items() if self.subscriptions.get(room) is s]
-        held = sorted({e.offset: e for s in current for e in s.held}.values(),
+                # Pull at the client's pace: a long replay must not overflow the outbox.
+                await self.channel.writable()
+                if not current():
+                    return
+                sent_live = any(event.offset > delivered_since.get(room, event.offset)
+                                for room in event.rooms)
+                if not self._delivered(event) and not sent_live:
+                    self._send(event, self._room_of(event, resumed), {})
+                    self.hub.replayed += 1
+                after = event.offset
+                for subscription in resumed.values():
+                    subscription.progress = after
+        still = current()
+        held = sorted({e.offset: e for s in still for e in s.held}.values(),
                       key=lambda e: e.offset)
         for event in held:
-            if not self._sent_live(event):
+            if not self._delivered(event):
                 self._send(event, self._room_of(event, resumed), {})
-        for subscription in current:
+        for subscription in still:
             subscription.held.clear()
-            subscription.live, subscription.live_since = True, through
+            subscription.live = True
 
     @staticmethod
     def _room_of(event: Event, rooms: dict[str, Subscription]) -> str:
@@ -211,11 +238,11 @@ class Hub(service.Service):
         self.ready = False
         self.delivered = 0
         self.replayed = 0
-        self.traffic = SourceTally()
         self._wanted = False
         self._reading = False
         self._poll = task.LoopingCall(self.wake)
         self._poll.clock = reactor
+        self.traffic = SourceTally()
 
     def startService(self) -> None:
         super().startService()
@@ -268,8 +295,15 @@ class Hub(service.Service):
             while self._wanted and self.running:
                 self._wanted = False
                 events = await self.journal.read_after(self.head, READ_BATCH)
+                written = 0
                 for event in events:
+                    if written > TURN_BYTES:
+                        written = 0
+                        await task.deferLater(self.reactor, 0)
+                        if not self.running:
+                            return
                     self.dispatch(event)
+                    written += len(event.payload_json)
                 if len(events) == READ_BATCH:
                     self._wanted = True  # a full page may have more behind it
         except DatabaseUnavailable as e:

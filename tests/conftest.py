@@ -132,3 +132,24 @@ def gateway_process(tmp_path):
     yield make
     for gateway in started:
         gateway.ensure_stopped()
+
+
+@pytest.fixture
+def gateway_factory(tmp_path, database_url):
+    """Start in-process gateways on free ports against the test's database."""
+    import pytest_twisted
+    from twisted.internet import defer
+
+    from tests.support.ws import GatewayInProcess
+
+    started: list[GatewayInProcess] = []
+
+    async def start(**settings) -> GatewayInProcess:
+        gw = GatewayInProcess(tmp_path, database_url, **settings)
+        started.append(gw)
+        return await gw.start()
+
+    yield start
+    for gw in started:
+        if gw.gateway.running:
+            pytest_twisted.blockon(defer.Deferred.fromCoroutine(gw.stop()))

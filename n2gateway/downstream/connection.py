@@ -14,6 +14,9 @@ from n2gateway.hub import Session
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_NOT_READY = 4013  # the gateway is starting: try again shortly
 CLOSE_GOING_AWAY = 4101  # the gateway is stopping: reconnect (elsewhere) and resume
+#: A slow consumer reads its backlog before it reaches the 4008 close frame: it gets
+#: longer than the usual close handshake to see why it was closed.
+SLOW_CLOSE_TIMEOUT = 10
 
 
 class DownstreamProtocol(WebSocketServerProtocol):
@@ -38,6 +41,7 @@ class DownstreamProtocol(WebSocketServerProtocol):
     def _close_from_hub(self, code: int, reason: str) -> None:
         if code == SLOW_CONSUMER_CODE:
             self.factory.slow_closed += 1
+            self.closeHandshakeTimeout = SLOW_CLOSE_TIMEOUT
         self.sendClose(code, reason)
 
     def onClose(self, wasClean: bool, code: int, reason: str) -> None:

@@ -51,11 +51,11 @@ class ProtocolError(Exception):
 def parse_offset(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ProtocolError("offset must be a string of digits")
-    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-        raise ProtocolError("offset must be a string of digits")
-    return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise ProtocolError("offset must be a string of digits")
 
 
 class JsonSocketProtocol(DownstreamProtocol):
@@ -90,7 +90,12 @@ class JsonSocketProtocol(DownstreamProtocol):
                            "rooms": self.session.rooms, "offset": str(hub.head)})
 
     def send_control(self, frame: dict) -> None:
-        self.sendMessage(_dumps(frame).encode())
+        payload = _dumps(frame).encode()
+        if self.outbox is None:
+            self.sendMessage(payload)
+        else:
+            # Behind the events already waiting: "subscribed" must follow its replay.
+            self.outbox.send_prepared(self.factory.prepareMessage(payload))
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is None:
@@ -145,7 +150,10 @@ class JsonSocketFactory(WebSocketServerFactory):
         self.setProtocolOptions(
             maxFramePayloadSize=MAX_FRAME, maxMessagePayloadSize=MAX_FRAME,
             autoPingInterval=25, autoPingTimeout=20, openHandshakeTimeout=10,
-            closeHandshakeTimeout=2, perMessageCompressionAccept=lambda offers: None)
+            closeHandshakeTimeout=2, perMessageCompressionAccept=lambda offers: None,
+            # A protocol violation (an oversized frame, invalid UTF-8) is closed with
+            # its code and reason, not by dropping the TCP connection unexplained.
+            failByDrop=False)
 
     def as_resource(self) -> WebSocketResource:
         # Not "resource": WebSocketServerFactory already has an attribute of that name.

@@ -13,8 +13,9 @@ from collections import deque
 from typing import Callable
 
 from autobahn.websocket.protocol import PreparedMessage
-from zope.interface import implementer
+from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 SLOW_CONSUMER_CODE = 4008
 SLOW_CONSUMER_REASON = "slow consumer: reconnect and resume from your last offset"
@@ -31,6 +32,7 @@ class Outbox:
         self._waiting: deque[PreparedMessage] = deque()
         self._waiting_bytes = 0
         self._paused = False
+        self._writable: list[defer.Deferred] = []
         self.closed = False
 
     def attach(self, transport) -> None:
@@ -47,6 +49,20 @@ class Outbox:
         if self._waiting_bytes > self._limit:
             self.close_slow()
 
+    def writable(self) -> defer.Deferred:
+        """Fires once frames flow straight to the socket again (or the outbox closed):
+        replays pull from the journal at this pace instead of overflowing the limit."""
+        if self.closed or (not self._paused and not self._waiting):
+            return defer.succeed(None)
+        waiter: defer.Deferred = defer.Deferred()
+        self._writable.append(waiter)
+        return waiter
+
+    def _wake_writers(self) -> None:
+        waiters, self._writable = self._writable, []
+        for waiter in waiters:
+            waiter.callback(None)
+
     def close_slow(self) -> None:
         self.close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON)
 
@@ -59,6 +75,7 @@ class Outbox:
         self.closed = True
         self._waiting.clear()
         self._waiting_bytes = 0
+        self._wake_writers()
 
     def pauseProducing(self) -> None:
         self._paused = True
@@ -69,6 +86,8 @@ class Outbox:
             frame = self._waiting.popleft()
             self._waiting_bytes -= len(frame.payloadHybi)
             self._send(frame)
+        if not self._paused:
+            self._wake_writers()
 
     def stopProducing(self) -> None:
         self._drop()

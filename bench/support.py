@@ -1,0 +1,149 @@
+"""What every scenario needs: a gateway subprocess, its RSS, Node client processes,
+the bench publisher, and latency percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.gateway import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TWISTD = Path(sys.executable).with_name("twistd")
+CLIENTS = Path(__file__).with_name("clients.mjs")
+
+
+def raise_file_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class Gateway:
+    """``twistd -n n2gateway`` with an embedded PostgreSQL and the bench publisher."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="n2bench-"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("N2GATEWAY_")}
+        env.pop("DATABASE_URL", None)
+        self.log = (self.dir / "gateway.log").open("wb")
+        self.process = subprocess.Popen(
+            [str(TWISTD), "--pidfile=", "-n", "n2gateway", "--http",
+             f"tcp:{self.port}:interface=127.0.0.1:backlog=4096", "--data-dir", str(self.dir),
+             "--plugin", "bench.publisher", "--poll-interval", "1"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws = f"ws://127.0.0.1:{self.port}/ws"
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gateway exited; see {self.dir / 'gateway.log'}")
+            try:
+                if self.request("GET", "/api/hub/status")["ready"]:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise SystemExit("gateway not ready in time")
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Clients:
+    """``total`` WebSocket clients spread over ``processes`` Node processes."""
+
+    def __init__(self, gateway: Gateway, total: int, processes: int, room: str = "-",
+                 first_id: int = 0) -> None:
+        node = shutil.which("node")
+        if node is None or not (ROOT / "tests/interop/node_modules/ws").is_dir():
+            raise SystemExit("bench needs node and `npm ci --prefix tests/interop`")
+        per = -(-total // processes)
+        self.processes = []
+        for k in range(processes):
+            count = min(per, total - k * per)
+            if count <= 0:
+                break
+            self.processes.append(subprocess.Popen(
+                [node, str(CLIENTS), gateway.ws, str(first_id + k * per), str(count), room],
+                stdout=subprocess.PIPE, text=True))
+
+    def wait_ready(self, timeout: float = 300) -> int:
+        ready = 0
+        for process in self.processes:
+            line = process.stdout.readline()
+            if not line.startswith("READY"):
+                raise SystemExit(f"a client process failed: {line!r}")
+            ready += int(line.split()[1])
+        return ready
+
+    def collect(self) -> dict:
+        """Stop the clients; their counts and latency histograms, merged."""
+        merged = {"ready": 0, "received": 0, "disordered": 0, "closed": 0, "buckets": {}}
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            out, _ = process.communicate(timeout=60)
+            result = json.loads(out.strip().splitlines()[-1])
+            for key in ("ready", "received", "disordered", "closed"):
+                merged[key] += result[key]
+            for ms, n in result["buckets"].items():
+                merged["buckets"][int(ms)] = merged["buckets"].get(int(ms), 0) + n
+        return merged
+
+
+def percentile(buckets: dict[int, int], fraction: float) -> int:
+    total = sum(buckets.values())
+    seen = 0
+    for ms in sorted(buckets):
+        seen += buckets[ms]
+        if seen >= fraction * total:
+            return ms
+    return 0
+
+
+def run_publisher(gateway: Gateway, rate: float, seconds: float, rooms: list[str]) -> dict:
+    gateway.request("POST", "/api/bench/run", {"rate": rate, "seconds": seconds, "rooms": rooms})
+    deadline = time.monotonic() + seconds + 60
+    while time.monotonic() < deadline:
+        state = gateway.request("GET", "/api/bench/run")
+        if state["durable"] + state["failed"] >= state["total"]:
+            return state
+        time.sleep(0.5)
+    return gateway.request("GET", "/api/bench/run")

@@ -1,0 +1,171 @@
+"""The journal on real PostgreSQL: batched appends, a payload-free doorbell, big
+payloads, appends inside a caller's transaction, and retention."""
+
+from __future__ import annotations
+
+import select
+
+import psycopg2
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from n2gateway.db import Database
+from n2gateway.db.migrations import MigrationFolder, apply_migrations
+from n2gateway.db.migrations import CORE_SCHEMA
+from n2gateway.journal import Journal, JournalFull, RetentionService
+from tests.support.ws import eventually
+
+
+@pytest.fixture
+def journal(database_url):
+    db = Database(reactor)
+    db.configure(database_url)
+    pytest_twisted.blockon(defer.Deferred.fromCoroutine(
+        apply_migrations(db, [MigrationFolder("core", CORE_SCHEMA)])))
+    yield Journal(db, reactor)
+    db.close()
+
+
+def count_queries(journal: Journal) -> list[str]:
+    statements: list[str] = []
+    query = journal._db.query
+
+    async def counting(sql, params=None):
+        statements.append(sql)
+        return await query(sql, params)
+
+    journal._db.query = counting
+    return statements
+
+
+@pytest_twisted.ensureDeferred
+async def test_appends_of_one_reactor_turn_are_one_statement_with_consecutive_offsets(journal):
+    statements = count_queries(journal)
+    offsets = await defer.gatherResults(
+        [journal.append([f"user:{n}"], "e", {"n": n}) for n in range(200)])
+    assert statements == ["SELECT n2_journal_append(%s::json)"]
+    assert offsets == list(range(offsets[0], offsets[0] + 200))
+    events = await journal.read_after(0)
+    assert [(e.rooms, e.name, e.payload) for e in events] == [
+        ((f"user:{n}",), "e", {"n": n}) for n in range(200)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_appends_arriving_while_a_batch_is_in_flight_form_the_next_batch(journal):
+    statements = count_queries(journal)
+    first = journal.append(["r"], "e", 1)
+    await eventually(lambda: statements)  # the first batch is on its way
+    rest = [journal.append(["r"], "e", n) for n in range(2, 50)]
+    offsets = await defer.gatherResults([first, *rest])
+    assert offsets == list(range(1, 50))
+    assert len(statements) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_event_keeps_its_rooms_name_payload_and_time(journal, sql):
+    payload = {"text": "xin chào", "nested": [1, {"a": None}], "big": "z" * 20_000}
+    offset = await journal.append(["user:1", "staff", "user:1"], "message:new", payload)
+    [event] = await journal.read_after(offset - 1)
+    assert event.rooms == ("user:1", "staff")
+    assert event.name == "message:new"
+    assert event.payload == payload
+    [(age,)] = sql("SELECT EXTRACT(EPOCH FROM NOW() - created_at) FROM n2_journal WHERE seq = %s",
+                   (offset,))
+    assert 0 <= age < 60
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_doorbell_rings_on_n2_journal_without_the_payload(journal, database_url):
+    listener = psycopg2.connect(database_url)
+    listener.autocommit = True
+    listener.cursor().execute("LISTEN n2_journal")
+    try:
+        await journal.append(["r"], "e", {"secret": "x" * 9000})
+
+        def rung():
+            if select.select([listener], [], [], 0)[0]:
+                listener.poll()
+            return listener.notifies
+
+        [notify] = await eventually(rung, 5, "a NOTIFY")
+        assert notify.channel == "n2_journal"
+        assert notify.payload == ""
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("rooms, event, payload, message", [
+    ([], "e", None, "rooms"),
+    ("user:1", "e", None, "rooms"),
+    (["r", ""], "e", None, "rooms"),
+    (["r"], "", None, "event"),
+    (["r"], "e", {"x": object()}, "JSON"),
+])
+def test_malformed_appends_are_refused_before_they_reach_the_database(
+        journal, rooms, event, payload, message):
+    with pytest.raises(ValueError, match=message):
+        journal.append(rooms, event, payload)
+    assert journal.pending == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_while_the_database_is_away_waiting_appends_are_bounded_then_all_land(
+        journal, sql):
+    bounded = Journal(journal._db, reactor, max_pending=3)
+    sql("SELECT pg_advisory_lock(1848599407)")  # appends block, as if the database hung
+    waiting = [bounded.append(["r"], "e", n) for n in range(3)]
+    with pytest.raises(JournalFull):
+        bounded.append(["r"], "e", 3)
+    sql("SELECT pg_advisory_unlock(1848599407)")
+    assert await defer.gatherResults(waiting) == [1, 2, 3]
+    assert await bounded.append(["r"], "e", 4) == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_append_in_a_transaction_is_visible_only_after_commit(journal):
+    async def work(tx):
+        offsets = await journal.append_in(tx, [(["r"], "a", 1), (["r"], "b", 2)])
+        assert await journal.read_after(0) == []  # not committed yet
+        return offsets
+
+    offsets = await journal._db.transaction(work)
+    assert [e.offset for e in await journal.read_after(0)] == offsets
+
+    async def failing(tx):
+        await journal.append_in(tx, [(["r"], "c", 3)])
+        raise RuntimeError("the source's own write failed")
+
+    with pytest.raises(RuntimeError):
+        await journal._db.transaction(failing)
+    assert [e.name for e in await journal.read_after(0)] == ["a", "b"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_retention_by_row_count_and_by_age_moves_the_horizon(journal, sql):
+    await defer.gatherResults([journal.append(["r"], "e", n) for n in range(10)])
+    assert await journal.trim(max_age=3600, max_rows=6) == 4
+    assert [e.offset for e in await journal.read_after(0)] == list(range(5, 11))
+    sql("UPDATE n2_journal SET created_at = NOW() - INTERVAL '2 hours' WHERE seq <= 7")
+    assert await journal.trim(max_age=3600, max_rows=100) == 7
+    assert await journal.horizon() == 7
+    assert await journal.head() == 10
+    sql("DELETE FROM n2_journal")
+    assert await journal.head() == 7  # an empty journal still remembers where it was
+    assert await journal.trim(max_age=3600, max_rows=6) == 7  # never moves back
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_retention_service_trims_periodically(journal, sql):
+    service = RetentionService(journal, reactor, max_age=3600, max_rows=3, interval=0.2)
+    service.startService()
+    try:
+        await defer.gatherResults([journal.append(["r"], "e", n) for n in range(5)])
+        await eventually(lambda: sql("SELECT trimmed_through FROM n2_journal_horizon")[0][0] == 2,
+                         5, "the first trim")
+        await defer.gatherResults([journal.append(["r"], "e", n) for n in range(5)])
+        await eventually(lambda: sql("SELECT trimmed_through FROM n2_journal_horizon")[0][0] == 7,
+                         5, "a later trim")
+        assert sql("SELECT COUNT(*) FROM n2_journal") == [(3,)]
+    finally:
+        service.stopService()

@@ -1,0 +1,124 @@
+"""The per-connection outbox: passes frames straight through while the socket keeps
+up, holds them while it is paused, and closes a consumer that falls too far behind."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.testing import StringTransport
+
+from n2gateway.downstream.outbox import SLOW_CONSUMER_CODE, Outbox
+
+
+def frame(size: int = 10, tag: int = 0):
+    return SimpleNamespace(payloadHybi=b"x" * size, tag=tag)
+
+
+class Recorder:
+    def __init__(self, limit: int = 100) -> None:
+        self.sent: list = []
+        self.closes: list[tuple[int, str]] = []
+        self.outbox = Outbox(self.sent.append, lambda code, reason: self.closes.append((code, reason)),
+                             limit=limit)
+
+
+def test_frames_go_straight_through_while_the_socket_keeps_up():
+    r = Recorder()
+    frames = [frame(tag=i) for i in range(50)]  # far more than the limit, all sent
+    for f in frames:
+        r.outbox.send_prepared(f)
+    assert r.sent == frames
+    assert r.closes == []
+
+
+def test_frames_wait_while_paused_and_go_out_in_order_on_resume():
+    r = Recorder()
+    r.outbox.pauseProducing()
+    frames = [frame(tag=i) for i in range(5)]
+    for f in frames:
+        r.outbox.send_prepared(f)
+    assert r.sent == []
+    r.outbox.resumeProducing()
+    assert r.sent == frames
+    r.outbox.send_prepared(late := frame(tag=99))
+    assert r.sent[-1] is late
+
+
+def test_a_pause_during_the_drain_stops_it_and_keeps_the_rest():
+    r = Recorder()
+    r.outbox.pauseProducing()
+    frames = [frame(tag=i) for i in range(4)]
+    for f in frames:
+        r.outbox.send_prepared(f)
+
+    def send_then_pause(f):
+        r.sent.append(f)
+        if len(r.sent) == 2:
+            r.outbox.pauseProducing()  # the socket filled up again
+
+    r.outbox._send = send_then_pause
+    r.outbox.resumeProducing()
+    assert r.sent == frames[:2]
+    r.outbox.resumeProducing()
+    assert r.sent == frames
+
+
+def test_past_the_limit_the_consumer_is_closed_once_with_4008_and_its_backlog_dropped():
+    r = Recorder(limit=100)
+    r.outbox.pauseProducing()
+    for _ in range(10):
+        r.outbox.send_prepared(frame(10))
+    assert r.closes == []  # exactly at the limit is still fine
+    r.outbox.send_prepared(frame(10))
+    assert len(r.closes) == 1
+    code, reason = r.closes[0]
+    assert code == SLOW_CONSUMER_CODE
+    assert "slow consumer" in reason and "offset" in reason
+    for _ in range(10):
+        r.outbox.send_prepared(frame(10))
+    r.outbox.close_slow()
+    r.outbox.resumeProducing()
+    assert len(r.closes) == 1
+    assert r.sent == []
+    assert r.outbox._waiting_bytes == 0 and not r.outbox._waiting
+
+
+def test_after_the_transport_stops_it_nothing_is_sent_or_kept():
+    r = Recorder()
+    r.outbox.pauseProducing()
+    r.outbox.send_prepared(frame())
+    r.outbox.stopProducing()
+    r.outbox.send_prepared(frame())
+    r.outbox.resumeProducing()
+    assert r.sent == [] and r.closes == []
+    assert not r.outbox._waiting
+
+
+def test_it_registers_as_the_transports_streaming_producer():
+    r = Recorder()
+    transport = StringTransport()
+    r.outbox.attach(transport)
+    assert transport.producer is r.outbox
+    assert transport.streaming
+    assert IPushProducer.providedBy(r.outbox)
+
+
+def test_writable_fires_at_once_when_flowing_and_after_the_backlog_drains_when_paused():
+    r = Recorder()
+    assert r.outbox.writable().called
+    r.outbox.pauseProducing()
+    r.outbox.send_prepared(frame())
+    waiting = r.outbox.writable()
+    assert not waiting.called
+    r.outbox.resumeProducing()
+    assert waiting.called and len(r.sent) == 1
+
+
+def test_writable_fires_when_the_outbox_closes_so_no_replay_waits_forever():
+    r = Recorder()
+    r.outbox.pauseProducing()
+    waiting = r.outbox.writable()
+    r.outbox.stopProducing()
+    assert waiting.called
+    assert r.outbox.writable().called
