@@ -1,0 +1,149 @@
+"""Several gateway processes on one PostgreSQL, under faults.
+
+Real ``twistd`` processes, a real PostgreSQL, the fake Pancake server in this
+process. Each test proves a promise an operator relies on: one upstream session
+at a time, takeover within seconds, and no accepted event lost or duplicated for
+clients that resume by offset on any node.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest_twisted
+from twisted.internet import reactor
+
+from tests.fakes.pancake import FakePancake
+from tests.support.claimed_pancake import TOKEN
+from tests.support.gateway import GatewayProcess, sleep
+from tests.support.wsclient import ResumingClient
+
+PLUGIN = ("--plugin", "tests.support.claimed_pancake")
+FAST_POLL = {"N2GATEWAY_POLL_INTERVAL": "0.2"}
+
+
+def gateway(tmp_path: Path, name: str, database_url: str, *args: str) -> GatewayProcess:
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    return GatewayProcess(folder, "--node-id", name, *args, database_url=database_url,
+                          env=FAST_POLL)
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=3) as answer:
+        return json.loads(answer.read())
+
+
+async def wait_until(predicate, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        waited = time.monotonic() - started
+        assert waited < timeout, f"{what}: not within {timeout} s"
+        await sleep(0.05)
+    return time.monotonic() - started
+
+
+def owner_of(nodes: list[GatewayProcess], source: str) -> GatewayProcess | None:
+    for node in nodes:
+        answer = node.health()
+        if answer and source in answer[1].get("node", {}).get("owns", []):
+            return node
+    return None
+
+
+class Stream:
+    """Pushes a numbered event to the fake's ``users:1`` channel every ``interval``."""
+
+    def __init__(self, fake: FakePancake, interval: float = 0.02) -> None:
+        self.fake = fake
+        self.n = 0
+        self.delivered: list[tuple[int, float]] = []  # (n, when) pushed to a joined session
+        self._loop = None
+        self.interval = interval
+
+    def start(self) -> "Stream":
+        from twisted.internet.task import LoopingCall
+
+        self._loop = LoopingCall(self._push)
+        self._loop.start(self.interval)
+        return self
+
+    def _push(self) -> None:
+        self.n += 1
+        if self.fake.push("users:1", "pages:new_message", {"n": self.n}):
+            self.delivered.append((self.n, time.monotonic()))
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+
+def journal(sql, room: str) -> list[tuple[int, int]]:
+    """(offset, n) of every event of ``room``, in offset order."""
+    return [(seq, payload["n"]) for seq, payload in sql(
+        "SELECT seq, payload FROM n2_journal WHERE %s = ANY(rooms) ORDER BY seq", (room,))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path, database_url, sql):
+    fake = FakePancake(reactor)
+    fake.listen()
+    nodes = [gateway(tmp_path, name, database_url, *PLUGIN, "--pancake-url", fake.url())
+             for name in ("node-a", "node-b")]
+    clients: list[ResumingClient] = []
+    stream = None
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            await node.wait_healthy()
+        await fake.wait_joined(2)
+        # Each client starts on its own node; the killed node's client moves over.
+        clients = [ResumingClient([n.port for n in nodes[i:] + nodes[:i]], "pancake", f"u{i}").start()
+                   for i in range(2)]
+        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        stream = Stream(fake).start()
+        await wait_until(lambda: all(len(c.offsets) >= 25 for c in clients), 10, "events flowing")
+
+        owner = owner_of(nodes, "pancake")
+        survivor = next(n for n in nodes if n is not owner)
+        assert get_json(survivor.url + "/api/hub/status")["node"]["owners"] == {
+            "pancake": owner.args[owner.args.index("--node-id") + 1]}
+        killed_at = time.monotonic()
+        await owner.kill()
+        took = await wait_until(lambda: fake.concurrent(TOKEN) == 1 and fake.join_count >= 4,
+                                10, "takeover by the survivor")
+        assert owner_of([survivor], "pancake") is survivor
+        after_takeover = stream.n
+        await wait_until(lambda: stream.n >= after_takeover + 25, 5, "stream after takeover")
+        stream.stop()
+        final_n = stream.delivered[-1][0]
+        await wait_until(lambda: journal(sql, "pancake")[-1][1] == final_n, 5, "last event stored")
+        last = journal(sql, "pancake")[-1][0]
+        await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
+    finally:
+        if stream is not None and stream._loop.running:
+            stream.stop()
+        for client in clients:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+        await fake.close()
+
+    events = journal(sql, "pancake")
+    offsets = [offset for offset, _ in events]
+    for client in clients:
+        # Every event of the room exactly once, in order, across the reconnect.
+        assert client.offsets == offsets
+    assert len(clients[0].connected_to) >= 2 or len(clients[1].connected_to) >= 2
+    # The upstream never saw two sessions at once.
+    assert fake.peak_concurrent[TOKEN] == 1
+    assert took < 10
+    # Nothing the old owner took in well before it died is missing, nor anything since.
+    stored = {n for _, n in events}
+    assert len(stored) == len(events), "an upstream event was stored twice"
+    lost = [n for n, at in stream.delivered
+            if n not in stored and (at < killed_at - 0.5 or n > after_takeover)]
+    assert lost == []
