@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 from twisted.application import service
 from twisted.internet import reactor
@@ -24,12 +25,20 @@ class Recorder(service.Service):
         self.log.append(("stop", self.node))
 
 
-def node(database_url: str, name: str, events: list) -> tuple[Leadership, Database]:
-    db = Database(reactor)
-    db.configure(database_url)
-    leadership = Leadership(db, reactor, name, retry_interval=0.2, query_timeout=0.5)
-    leadership.claim("pancake", lambda: Recorder(events, name))
-    return leadership, db
+@pytest.fixture
+def nodes(database_url):
+    """Two nodes claiming the same source; events record who ran it, in order."""
+    events: list = []
+    made = []
+    for name in ("node-a", "node-b"):
+        db = Database(reactor)
+        db.configure(database_url)
+        leadership = Leadership(db, reactor, name, retry_interval=0.2, query_timeout=0.5)
+        leadership.claim("pancake", lambda name=name: Recorder(events, name))
+        made.append((leadership, db))
+    yield made[0][0], made[1][0], events
+    for _, db in made:
+        db.close()
 
 
 async def wait_until(predicate, timeout: float = 10.0) -> float:
@@ -41,16 +50,18 @@ async def wait_until(predicate, timeout: float = 10.0) -> float:
     return waited
 
 
-@pytest_twisted.ensureDeferred
-async def test_one_owner_then_takeover_on_release(database_url):
-    events: list = []
-    a, db_a = node(database_url, "node-a", events)
-    b, db_b = node(database_url, "node-b", events)
+async def first_owner(a: Leadership, b: Leadership, events: list) -> None:
     a.startService()
     await wait_until(lambda: events == [("start", "node-a")])
     b.startService()
     await sleep(0.6)
     assert b.owned == [] and events == [("start", "node-a")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_owner_then_takeover_on_release(nodes):
+    a, b, events = nodes
+    await first_owner(a, b, events)
     assert await b.owners() == {"pancake": "node-a"}
 
     await a.stopService()
@@ -60,19 +71,12 @@ async def test_one_owner_then_takeover_on_release(database_url):
     assert events == [("start", "node-a"), ("stop", "node-a"), ("start", "node-b")]
     assert await a.owners() == {"pancake": "node-b"}
     await b.stopService()
-    db_a.close()
-    db_b.close()
 
 
 @pytest_twisted.ensureDeferred
-async def test_owner_losing_its_connection_stops_and_another_takes_over(database_url, sql):
-    events: list = []
-    a, db_a = node(database_url, "node-a", events)
-    b, db_b = node(database_url, "node-b", events)
-    a.startService()
-    await wait_until(lambda: events == [("start", "node-a")])
-    b.startService()
-    await sleep(0.3)
+async def test_owner_losing_its_connection_stops_and_another_takes_over(nodes, sql):
+    a, b, events = nodes
+    await first_owner(a, b, events)
     sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
         " WHERE application_name = 'n2gateway:node-a'")
     await wait_until(lambda: ("start", "node-b") in events)
@@ -81,5 +85,3 @@ async def test_owner_losing_its_connection_stops_and_another_takes_over(database
     assert events == [("start", "node-a"), ("stop", "node-a"), ("start", "node-b")]
     await a.stopService()
     await b.stopService()
-    db_a.close()
-    db_b.close()
