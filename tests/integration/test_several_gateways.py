@@ -9,6 +9,7 @@ clients that resume by offset on any node.
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -147,3 +148,57 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
     lost = [n for n, at in stream.delivered
             if n not in stored and (at < killed_at - 0.5 or n > after_takeover)]
     assert lost == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere(
+        tmp_path, database_url, sql):
+    fake = FakePancake(reactor)
+    fake.listen()
+    nodes = [gateway(tmp_path, name, database_url, *PLUGIN, "--pancake-url", fake.url())
+             for name in ("node-a", "node-b")]
+    client = None
+    try:
+        nodes[0].start()
+        await nodes[0].wait_healthy()
+        await fake.wait_joined(2)
+        nodes[1].start()
+        await nodes[1].wait_healthy()
+        # Both nodes say who they are and agree on who owns what.
+        for node, name in zip(nodes, ("node-a", "node-b")):
+            health = node.health()[1]["node"]
+            hub = get_json(node.url + "/api/hub/status")["node"]
+            for status in (health, hub):
+                assert status["node"] == name
+                assert status["owners"] == {"pancake": "node-a"}
+                assert status["owns"] == (["pancake"] if name == "node-a" else [])
+
+        client = ResumingClient([n.port for n in nodes], "pancake").start()
+        await wait_until(lambda: client.subscribed, 10, "client subscribed")
+        fake.push("users:1", "pages:new_message", {"n": 1})
+        await wait_until(lambda: len(client.offsets) == 1, 5, "first event")
+
+        terminated_at = time.monotonic()
+        nodes[0].process.send_signal(signal.SIGTERM)
+        took = await wait_until(lambda: fake.join_count >= 4, 10, "takeover after SIGTERM")
+        # twistd ends with the status of the signal it handled (what systemd and a
+        # shell count as a clean stop), after the drain has finished.
+        assert await nodes[0].wait_exit() == -signal.SIGTERM
+        assert "gateway stopped" in nodes[0].log_text()
+        # A clean release needs no grace period: the survivor starts at once.
+        assert took < 2.5, f"takeover took {took:.1f} s"
+        assert fake.peak_concurrent[TOKEN] == 1
+        assert 4101 in client.close_codes
+        await wait_until(lambda: client.subscribed, 5, "client resumed on node-b")
+        assert client.connected_to[-1] == nodes[1].port
+        fake.push("users:1", "pages:new_message", {"n": 2})
+        await wait_until(lambda: len(client.offsets) == 2, 5, "event through node-b")
+        assert nodes[1].health()[1]["node"]["owners"] == {"pancake": "node-b"}
+        assert time.monotonic() - terminated_at < 15
+    finally:
+        if client is not None:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+        await fake.close()
+    assert client.offsets == [offset for offset, _ in journal(sql, "pancake")]
