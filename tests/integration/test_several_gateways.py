@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psycopg2
 import pytest_twisted
 from twisted.internet import reactor
 
@@ -202,3 +203,144 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
             node.ensure_stopped()
         await fake.close()
     assert client.offsets == [offset for offset, _ in journal(sql, "pancake")]
+
+
+class Publisher:
+    """POSTs a numbered event to ``room`` every ``interval``, round-robin over the
+    nodes; an event is *accepted* once its POST is answered with an offset."""
+
+    def __init__(self, nodes: list[GatewayProcess], room: str, interval: float = 0.05) -> None:
+        self.nodes = nodes
+        self.room = room
+        self.interval = interval
+        self.n = 0
+        self.accepted: dict[int, int] = {}  # n -> offset
+        self.refused: list[int] = []
+        self.outstanding = 0
+        self._loop = None
+
+    def start(self) -> "Publisher":
+        from twisted.internet.task import LoopingCall
+
+        self._loop = LoopingCall(self._publish)
+        self._loop.start(self.interval)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def _publish(self) -> None:
+        import treq
+
+        self.n += 1
+        n, node = self.n, self.nodes[self.n % len(self.nodes)]
+        self.outstanding += 1
+
+        async def post() -> None:
+            try:
+                answer = await treq.post(node.url + "/api/publish", json={
+                    "rooms": [self.room], "event": "load", "payload": {"n": n}}, timeout=60)
+                body = await answer.json()
+                if answer.code == 200:
+                    self.accepted[n] = int(body["offset"])
+                else:
+                    self.refused.append(n)
+            except Exception:
+                self.refused.append(n)
+            finally:
+                self.outstanding -= 1
+
+        from twisted.internet.defer import Deferred
+        Deferred.fromCoroutine(post())
+
+
+class SeparatePostgres:
+    """A PostgreSQL of the test's own, which the test may stop and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        import pgserver
+
+        self.server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+        self.url = self.server.get_uri()
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=20)
+
+    async def stop(self) -> None:
+        from twisted.internet.threads import deferToThread
+
+        await deferToThread(self._pg_ctl, "-w", "-m", "fast", "stop")
+
+    async def start(self) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        from twisted.internet.threads import deferToThread
+
+        # Started as pgserver starts it: no TCP, the same socket folder.
+        socket_dir = parse_qs(urlsplit(self.url).query)["host"][0]
+        await deferToThread(self._pg_ctl, "-w", "-o", '-h ""', "-o", f"-k {socket_dir}",
+                            "-l", str(self.server.log), "start")
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
+    postgres = SeparatePostgres(tmp_path)
+    fake = FakePancake(reactor)
+    fake.listen()
+    nodes = [gateway(tmp_path, name, postgres.url, *PLUGIN, "--pancake-url", fake.url())
+             for name in ("node-a", "node-b")]
+    clients: list[ResumingClient] = []
+    publisher = Publisher(nodes, "load")
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            await node.wait_healthy()
+        await fake.wait_joined(2)
+        clients = [ResumingClient([node.port], "load", f"u{i}").start()
+                   for i, node in enumerate(nodes)]
+        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        publisher.start()
+        await wait_until(lambda: len(publisher.accepted) >= 20, 10, "publishing")
+
+        await postgres.stop()
+        await sleep(1.5)
+        await postgres.start()
+        restarted_at = time.monotonic()
+        await wait_until(lambda: len(publisher.accepted) >= publisher.n - 5, 15,
+                         "publishes answered after the restart")
+        # The source is owned again (the old session was stopped with the lock).
+        await wait_until(lambda: owner_of(nodes, "pancake") is not None, 15, "leadership again")
+        await wait_until(lambda: fake.concurrent(TOKEN) == 1, 10, "upstream session again")
+        publisher.stop()
+        await wait_until(lambda: publisher.outstanding == 0, 15, "every publish answered")
+        last = max(publisher.accepted.values())
+        await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
+        assert time.monotonic() - restarted_at < 25
+    finally:
+        publisher.stop()
+        for client in clients:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+        await fake.close()
+        try:
+            with psycopg2.connect(postgres.url) as connection, connection.cursor() as cur:
+                cur.execute("SELECT seq, payload FROM n2_journal"
+                            " WHERE 'load' = ANY(rooms) ORDER BY seq")
+                stored = [(seq, payload["n"]) for seq, payload in cur.fetchall()]
+        finally:
+            postgres.cleanup()
+    # Publishes waiting in a gateway while the database was down were retried, not
+    # refused; every accepted one is stored once, at the offset its answer named.
+    assert publisher.refused == []
+    assert {n: offset for offset, n in stored} == publisher.accepted
+    for client in clients:
+        assert client.offsets == [offset for offset, _ in stored]
+    assert fake.peak_concurrent[TOKEN] == 1
