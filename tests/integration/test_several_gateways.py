@@ -209,11 +209,14 @@ class Publisher:
     """POSTs a numbered event to ``room`` every ``interval``, round-robin over the
     nodes; an event is *accepted* once its POST is answered with an offset."""
 
-    def __init__(self, nodes: list[GatewayProcess], room: str, interval: float = 0.05) -> None:
+    def __init__(self, nodes: list[GatewayProcess], room: str, interval: float = 0.05,
+                 pad: int = 0) -> None:
         self.nodes = nodes
         self.room = room
         self.interval = interval
+        self.padding = "x" * pad
         self.n = 0
+        self.sent_at: dict[int, float] = {}
         self.accepted: dict[int, int] = {}  # n -> offset
         self.refused: list[int] = []
         self.outstanding = 0
@@ -236,11 +239,13 @@ class Publisher:
         self.n += 1
         n, node = self.n, self.nodes[self.n % len(self.nodes)]
         self.outstanding += 1
+        self.sent_at[n] = time.monotonic()
 
         async def post() -> None:
             try:
                 answer = await treq.post(node.url + "/api/publish", json={
-                    "rooms": [self.room], "event": "load", "payload": {"n": n}}, timeout=60)
+                    "rooms": [self.room], "event": "load", "payload": {"n": n, "pad": self.padding}},
+                    timeout=60)
                 body = await answer.json()
                 if answer.code == 200:
                     self.accepted[n] = int(body["offset"])
@@ -344,3 +349,118 @@ async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
     for client in clients:
         assert client.offsets == [offset for offset, _ in stored]
     assert fake.peak_concurrent[TOKEN] == 1
+
+
+class NeverReads:
+    """A raw TCP client that completes the WebSocket handshake, subscribes, and then
+    never reads again (a tiny receive buffer, so the gateway feels it at once)."""
+
+    def __init__(self, port: int, room: str) -> None:
+        import os
+        import socket
+        import struct
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(
+            b"GET /ws?userId=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += self.sock.recv(1)
+        assert answer.startswith(b"HTTP/1.1 101"), answer
+        text = json.dumps({"type": "subscribe", "room": room}).encode()
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+        self.sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(text)) + mask + masked)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_never_reads_does_not_slow_the_others(tmp_path, database_url):
+    nodes = [gateway(tmp_path, name, database_url) for name in ("node-a", "node-b")]
+    clients: list[ResumingClient] = []
+    # 64 KB events: the slow client's buffers fill within a second or two.
+    publisher = Publisher(nodes[:1], "busy", interval=0.02, pad=64 * 1024)
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            await node.wait_healthy()
+        slow = NeverReads(nodes[0].port, "busy")
+        clients = [ResumingClient([node.port], "busy", f"u{i}").start()
+                   for i, node in enumerate(nodes + nodes)]
+        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        publisher.start()
+        await wait_until(lambda: publisher.n >= 150, 10, "publishing")
+        publisher.stop()
+        await wait_until(lambda: publisher.outstanding == 0, 10, "publishes answered")
+        last = max(publisher.accepted.values())
+        await wait_until(lambda: all(c.last >= last for c in clients), 10, "fast clients caught up")
+        hub = get_json(nodes[0].url + "/api/hub/status")
+        # Closed as a slow consumer (4008), counted where the operator looks.
+        assert hub["connections"] == 2, "the slow client is still connected"
+        assert hub["slowClosed"] == {"ws": 1}
+        assert get_json(nodes[1].url + "/api/hub/status")["slowClosed"] == {"ws": 0}
+        slow.close()
+    finally:
+        publisher.stop()
+        for client in clients:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+
+    by_offset = {offset: n for n, offset in publisher.accepted.items()}
+    for client in clients:
+        assert client.offsets == sorted(by_offset)
+        latencies = [client.received_at[offset] - publisher.sent_at[n] for offset, n in by_offset.items()]
+        assert percentile(latencies, 0.99) < 1.0, f"p99 {percentile(latencies, 0.99):.2f} s"
+
+
+@pytest_twisted.ensureDeferred
+async def test_database_connections_killed_server_side_delivery_goes_on(tmp_path, database_url, sql):
+    nodes = [gateway(tmp_path, name, database_url) for name in ("node-a", "node-b")]
+    clients: list[ResumingClient] = []
+    publisher = Publisher(nodes, "steady", interval=0.05)
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            await node.wait_healthy()
+        clients = [ResumingClient([node.port], "steady", f"u{i}").start()
+                   for i, node in enumerate(nodes)]
+        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        publisher.start()
+        await wait_until(lambda: len(publisher.accepted) >= 10, 10, "publishing")
+        # Every backend of the gateways but their leadership connections: the pool's,
+        # and the LISTEN connection's, wherever the doorbell is listened for.
+        killed = sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                     " AND application_name NOT LIKE 'n2gateway:%%'")
+        assert killed, "no gateway connection to terminate"
+        before = publisher.n
+        await wait_until(lambda: publisher.n >= before + 40, 10, "publishing on")
+        publisher.stop()
+        await wait_until(lambda: publisher.outstanding == 0, 10, "publishes answered")
+        last = max(publisher.accepted.values())
+        await wait_until(lambda: all(c.last >= last for c in clients), 5, "clients caught up")
+    finally:
+        publisher.stop()
+        for client in clients:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+    assert publisher.refused == []
+    for client in clients:
+        # Still live on the same connection: nothing was closed, nothing missed.
+        assert client.offsets == sorted(publisher.accepted.values())
+        assert len(client.connected_to) == 1
