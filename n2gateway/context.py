@@ -9,6 +9,7 @@ from twisted.logger import Logger
 
 from n2gateway.config import Settings
 from n2gateway.db import Database
+from n2gateway.db.listen import Listener
 from n2gateway.journal import Journal
 from n2gateway.leadership import Leadership
 
@@ -25,6 +26,8 @@ class PluginContext:
     publish: Callable[[Sequence[str], str, Any], Awaitable[int]]
     #: For sources that publish inside their own transaction (``journal.append_in``).
     journal: Journal
+    #: The gateway's one LISTEN connection: ``listener.subscribe(channel, ...)``.
+    listener: Listener
     #: ``leadership.claim(source, make_service)``: run a source on one gateway only.
     leadership: Leadership
 

@@ -2,8 +2,8 @@
 
 Start-up order: listen on the HTTP port (``/health`` answers ``degraded`` at once),
 start the embedded PostgreSQL when no URL is configured, wait for the database with
-backoff, apply migrations, then start the plugins' services. Stopping runs the same
-steps backwards and waits for each.
+backoff, apply migrations, open the shared LISTEN connection, then start the plugins'
+services. Stopping runs the same steps backwards and waits for each.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from n2gateway.config import Settings
 from n2gateway.context import PluginContext
 from n2gateway.db import Database, DatabaseUnavailable
 from n2gateway.db.embedded import EmbeddedPostgres
+from n2gateway.db.listen import Listener
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.downstream.auth import Authenticator
 from n2gateway.downstream.connection import CLOSE_GOING_AWAY
@@ -57,21 +58,24 @@ class Gateway(service.MultiService):
         self.database_state = "starting"
         self.database_error: str | None = None
         self.journal = Journal(self.db, reactor)
+        self.listener = Listener(self.db, reactor)
         self.hub = Hub(self.journal, reactor, poll_interval=settings.poll_interval)
         self.journal.on_appended = self.hub.wake
+        self.listener.subscribe("n2_journal", lambda payload: self.hub.wake(),
+                                on_recovered=self.hub.wake)
         self.authenticator = Authenticator(settings.jwt_secret)
         self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor)}
         self.node_id = settings.node_id or new_node_id()
         self.leadership = Leadership(self.db, reactor, self.node_id)
         # Started in this order after migrations, stopped in reverse after the plugins.
         self.core_services = service.MultiService()
-        for core in (self.leadership, self.hub,
+        for core in (self.listener, self.leadership, self.hub,
                      RetentionService(self.journal, reactor, settings.retention,
                                       settings.retention_rows)):
             core.setServiceParent(self.core_services)
         self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
                                      publish=self.journal.append, journal=self.journal,
-                                     leadership=self.leadership)
+                                     listener=self.listener, leadership=self.leadership)
         self.routes = Routes(admin_token=settings.admin_token)
         self.plugin_services = service.MultiService()
         self._port = None

@@ -17,8 +17,9 @@ import pytest
 
 # Concurrent pytest runs share /tmp/pytest-of-<user> and prune each other's old
 # directories, an embedded PostgreSQL's data directory among them: keep ours here.
-os.environ.setdefault("PYTEST_DEBUG_TEMPROOT",
-                      str(Path(__file__).resolve().parent.parent / ".pytest-tmp"))
+_TEMPROOT = Path(__file__).resolve().parent.parent / ".pytest-tmp"
+_TEMPROOT.mkdir(exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,35 @@ class Transaction:
         return self._cursor.fetchall()
 
 
+class WatchedConnection(txpostgres.Connection):
+    """A connection that tells its owner when its socket is lost and hands NOTIFYs over
+    synchronously (txpostgres only tells a reconnecting detector, and dispatches
+    NOTIFYs through the global cooperator, spread over several reactor turns)."""
+
+    def __init__(self, reactor: IReactorTime,
+                 on_lost: Callable[[BaseException], None] | None = None,
+                 on_notify: Callable[[str, str], None] | None = None) -> None:
+        super().__init__(reactor=reactor)
+        self._on_lost = on_lost
+        self._on_notify = on_notify
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        if self._on_lost is not None:
+            self._on_lost(reason.value)
+
+    def checkForNotifies(self) -> None:
+        if self._on_notify is None:
+            # txpostgres' own observers (addNotifyObserver) still work.
+            super().checkForNotifies()
+            return
+        notifies = self._connection.notifies
+        batch = notifies[:]
+        del notifies[:]
+        for notify in batch:
+            self._on_notify(notify.channel, notify.payload)
+
+
 class Database:
     """A self-healing pool of ``size`` connections to one PostgreSQL database."""
 
@@ -76,12 +105,15 @@ class Database:
         self._dsn = dsn
         self._closed = False
 
-    async def connect(self, **params: str) -> "txpostgres.Connection":
+    async def connect(self, *, on_lost: Callable[[BaseException], None] | None = None,
+                      on_notify: Callable[[str, str], None] | None = None,
+                      **params: str) -> "txpostgres.Connection":
         """Open one new connection; used by the pool and by services needing their own
-        (``params`` are libpq parameters such as ``application_name``)."""
+        (``on_lost(error)`` when its socket goes, ``on_notify(channel, payload)``;
+        ``params`` are libpq parameters such as ``application_name``)."""
         if self._dsn is None:
             raise DatabaseUnavailable("the database is not configured yet")
-        connection = txpostgres.Connection(reactor=self._reactor)
+        connection = WatchedConnection(self._reactor, on_lost, on_notify)
         d = connection.connect(self._dsn, **params)
         d.addTimeout(CONNECT_TIMEOUT, self._reactor)
         try:

@@ -1,0 +1,202 @@
+"""Relaying chat rows exactly once: the durable cursor and the catch-up transaction.
+
+The cursor
+----------
+``chat_id`` is a ``serial``, and ids commit out of order: a transaction holding id
+100 may commit after the one holding 101. A plain "last id relayed" cursor would
+skip 100 forever. So the cursor is two things, per messages table:
+
+* ``low``: every id at or below it has been relayed or will never appear;
+* ``n2_chat_relayed``: the ids above ``low`` already relayed, each with ``seen_xmax``,
+  the ``pg_snapshot_xmax`` of the snapshot in which it was first seen committed.
+
+A catch-up relays every visible row above ``low`` that is not in the relayed set,
+smallest id first. ``low`` then moves up over relayed ids, and over a gap only when
+the gap is settled: a missing id g below a relayed id h was drawn from the sequence
+before h was, and h had committed when it was seen, so g's transaction was already
+running then. Once ``pg_snapshot_xmin`` of the current snapshot reaches h's
+``seen_xmax``, every transaction that had an xid then has ended; if g is still not
+visible it was rolled back (or deleted) and will never come. The one transaction
+this cannot see is one that drew g but had no xid yet (a ``SELECT nextval`` followed
+later by the INSERT): ``grace`` seconds cover it. Under a steady flow without
+rollbacks ``low`` keeps up with every batch and the relayed set stays empty.
+
+Chosen over a cursor on the rows' inserting transaction (``xmin``) because an
+UPDATE of a read flag gives the row a new ``xmin``, which would make an old message
+look new again; and over a plain "recent ids" window because that either grows
+without bound or forgets a long transaction's row.
+
+It assumes the sequence hands ids out in order (``CACHE 1``, the ``serial``
+default). Rows present when the plugin first sees a table are history: ``low``
+starts at the table's largest id.
+
+Exactly once
+------------
+Each batch is one REPEATABLE READ transaction: lock the cursor row, read the rows,
+append the events to the journal (``Journal.append_in``), record the ids and move
+``low``. A crash before COMMIT relays nothing; after it, the ids are recorded. Two
+gateways running the sync at once serialize on the cursor row (the loser of a
+concurrent update retries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2.errors
+
+from n2gateway.db import Database, Transaction
+from n2gateway.journal import Journal
+
+from plugins.chat.schema import Tables, ensure_schema
+
+BATCH = 1000
+GRACE = 10.0
+SERIALIZATION_RETRIES = 5
+
+
+@dataclass
+class SyncResult:
+    relayed: int = 0  # message:new events published
+    reads: int = 0  # message:read events published
+    low: int = 0  # the cursor after this sync
+    waiting: int = 0  # ids relayed above low (a gap below them is not settled yet)
+    deleted: list[int] = field(default_factory=list)  # hinted ids whose row is gone
+    more: bool = False  # the batch was full: call again
+
+
+def rooms_for(user_id: Any, sender: Any) -> list[str]:
+    # Student messages go to staff, not to everyone: every connected student would
+    # otherwise receive every other student's messages.
+    rooms = [f"user:{user_id}"] if user_id is not None else []
+    return rooms + (["staff"] if sender == "student" else [])
+
+
+class ChatStore:
+    def __init__(self, db: Database, tables: Tables, *, batch: int = BATCH,
+                 grace: float = GRACE) -> None:
+        self._db = db
+        self.tables = tables
+        self._batch = batch
+        self.grace = grace
+        t, u = tables.messages_sql, tables.users_sql
+        self._fetch_new = f"""
+            SELECT c.chat_id, c.user_id, c.sender,
+                   to_jsonb(c) || jsonb_build_object('users', jsonb_build_object(
+                       'user_id', u.user_id, 'full_name', u.full_name, 'avatar_url', u.avatar_url))
+            FROM {t} c
+            LEFT JOIN LATERAL (SELECT user_id, full_name, avatar_url FROM {u}
+                               WHERE user_id = c.user_id LIMIT 1) u ON TRUE
+            WHERE c.chat_id > %(low)s AND NOT EXISTS (
+                SELECT 1 FROM n2_chat_relayed r
+                WHERE r.messages_table = %(table)s AND r.chat_id = c.chat_id)
+            ORDER BY c.chat_id
+            LIMIT %(batch)s"""
+        self._fetch_flags = (f"SELECT chat_id, user_id, read_by_student, read_by_teacher"
+                             f" FROM {t} WHERE chat_id = ANY(%s)")
+        self._find_deleted = (f"SELECT x FROM unnest(%s::bigint[]) AS x"
+                              f" WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE chat_id = x) ORDER BY x")
+        self._seed_cursor = (f"INSERT INTO n2_chat_cursor (messages_table, low)"
+                             f" SELECT %s, COALESCE(MAX(chat_id), 0) FROM {t}"
+                             f" ON CONFLICT DO NOTHING")
+
+    async def prepare(self) -> list[str]:
+        """Create missing tables and triggers and the cursor; return what was created."""
+
+        async def work(tx: Transaction) -> list[str]:
+            created = await ensure_schema(tx, self.tables)
+            await tx.execute(self._seed_cursor, (self.tables.messages,))
+            return created
+
+        return await self._db.transaction(work)
+
+    async def sync(self, *, reads: dict[int, dict | None], hinted: set[int],
+                   announce: bool) -> SyncResult:
+        """Relay new rows (one batch), the read changes in ``reads`` (chat id → flags
+        from the NOTIFY, or ``None`` to read them from the table), and, when anything
+        was relayed or ``announce`` is set, one ``users:updated`` to staff."""
+        for attempt in range(SERIALIZATION_RETRIES):
+            try:
+                return await self._db.transaction(
+                    lambda tx: self._sync(tx, reads, hinted, announce))
+            except psycopg2.errors.SerializationFailure:
+                if attempt == SERIALIZATION_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _sync(self, tx: Transaction, reads: dict[int, dict | None], hinted: set[int],
+                    announce: bool) -> SyncResult:
+        table = self.tables.messages
+        await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        (low,), = await tx.query(
+            "SELECT low FROM n2_chat_cursor WHERE messages_table = %s FOR UPDATE", (table,))
+        rows = await tx.query(self._fetch_new, {"low": low, "table": table, "batch": self._batch})
+        result = SyncResult(more=len(rows) == self._batch)
+        events: list[tuple[list[str], str, Any]] = []
+        for _, user_id, sender, payload in rows:
+            rooms = rooms_for(user_id, sender)
+            if rooms:
+                events.append((rooms, "message:new", payload))
+        result.relayed = len(events)
+
+        events += await self._read_events(tx, reads, result)
+        fetched = {chat_id for chat_id, *_ in rows}
+        unseen = (hinted - fetched) | {i for i, flags in reads.items() if flags is None}
+        if unseen:
+            result.deleted = [x for (x,) in await tx.query(self._find_deleted, (sorted(unseen),))]
+        if events or announce:
+            events.append((["staff"], "users:updated", None))
+            await Journal.append_in(tx, events)
+
+        if fetched:
+            await tx.execute(
+                "INSERT INTO n2_chat_relayed (messages_table, chat_id, seen_xmax)"
+                " SELECT %s, x, pg_snapshot_xmax(pg_current_snapshot())"
+                " FROM unnest(%s::bigint[]) AS x", (table, sorted(fetched)))
+        result.low, result.waiting = await self._advance(
+            tx, low, ceiling=max(fetched) if result.more else None)
+        return result
+
+    async def _read_events(self, tx: Transaction, reads: dict[int, dict | None],
+                           result: SyncResult) -> list[tuple[list[str], str, Any]]:
+        flags = {i: f for i, f in reads.items() if f is not None}
+        lookup = sorted(i for i, f in reads.items() if f is None)
+        if lookup:
+            for chat_id, user_id, by_student, by_teacher in await tx.query(
+                    self._fetch_flags, (lookup,)):
+                flags[chat_id] = {"user_id": user_id, "read_by_student": by_student,
+                                  "read_by_teacher": by_teacher}
+        events = []
+        for chat_id in sorted(flags):
+            f = flags[chat_id]
+            if f["user_id"] is None:
+                continue
+            events.append(([f"user:{f['user_id']}"], "message:read", {
+                "messageId": chat_id, "read_by_student": f["read_by_student"],
+                "read_by_teacher": f["read_by_teacher"]}))
+        result.reads = len(events)
+        return events
+
+    async def _advance(self, tx: Transaction, low: int, ceiling: int | None) -> tuple[int, int]:
+        table = self.tables.messages
+        (new_low,), = await tx.query("""
+            UPDATE n2_chat_cursor SET low = GREATEST(low,
+                -- relayed ids that run on without a hole from low + 1
+                (SELECT MAX(chat_id) FROM (
+                    SELECT chat_id, chat_id - ROW_NUMBER() OVER (ORDER BY chat_id) AS k
+                    FROM n2_chat_relayed WHERE messages_table = %(table)s) run
+                 WHERE k = %(low)s),
+                -- a relayed id whose holes below are settled (module docstring)
+                (SELECT MAX(chat_id) FROM n2_chat_relayed
+                 WHERE messages_table = %(table)s
+                   AND chat_id <= COALESCE(%(ceiling)s, chat_id)
+                   AND seen_xmax <= pg_snapshot_xmin(pg_current_snapshot())
+                   AND relayed_at <= NOW() - make_interval(secs => %(grace)s)))
+            WHERE messages_table = %(table)s
+            RETURNING low""", {"table": table, "low": low, "ceiling": ceiling, "grace": self.grace})
+        await tx.execute("DELETE FROM n2_chat_relayed WHERE messages_table = %s AND chat_id <= %s",
+                         (table, new_low))
+        (waiting,), = await tx.query(
+            "SELECT COUNT(*) FROM n2_chat_relayed WHERE messages_table = %s", (table,))
+        return new_low, waiting
