@@ -85,3 +85,25 @@ async def test_owner_losing_its_connection_stops_and_another_takes_over(nodes, s
     assert events == [("start", "node-a"), ("stop", "node-a"), ("start", "node-b")]
     await a.stopService()
     await b.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_owner_stops_its_source_as_soon_as_its_socket_closes(database_url, sql):
+    events: list = []
+    db = Database(reactor)
+    db.configure(database_url)
+    # A check interval far longer than the wait below: only the socket can tell.
+    leadership = Leadership(db, reactor, "node-a", retry_interval=3.0, query_timeout=0.5)
+    leadership.claim("pancake", lambda: Recorder(events, "node-a"))
+    leadership.startService()
+    try:
+        await wait_until(lambda: events == [("start", "node-a")])
+        await sleep(0.1)  # past the check that started it
+        sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'n2gateway:node-a'")
+        waited = await wait_until(lambda: ("stop", "node-a") in events, timeout=5)
+        assert waited < 1.0
+        assert leadership.owned == []
+    finally:
+        await leadership.stopService()
+        db.close()
