@@ -14,7 +14,9 @@ from n2gateway.journal import Journal
 from n2gateway.leadership import Leadership
 
 
-@dataclass(frozen=True)
+# eq=False: contexts compare and hash by identity, so a plugin can key its
+# per-gateway objects by context (several gateways run in one test process).
+@dataclass(frozen=True, eq=False)
 class PluginContext:
     """``reactor`` is also the clock: plugins schedule with ``reactor.callLater``."""
 

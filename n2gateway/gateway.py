@@ -8,6 +8,7 @@ services. Stopping runs the same steps backwards and waits for each.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.downstream.auth import Authenticator
 from n2gateway.downstream.connection import CLOSE_GOING_AWAY
 from n2gateway.downstream.jsonws import JsonSocketFactory
+from n2gateway.downstream.socketio import SocketIoFactory
+from n2gateway.downstream.socketio_sessions import SessionKeeper, SessionStore
 from n2gateway.http.health import add_health_route
 from n2gateway.http.hub_routes import add_hub_routes
 from n2gateway.hub import Hub
@@ -64,12 +67,15 @@ class Gateway(service.MultiService):
         self.listener.subscribe("n2_journal", lambda payload: self.hub.wake(),
                                 on_recovered=self.hub.wake)
         self.authenticator = Authenticator(settings.jwt_secret)
-        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor)}
+        socketio = SocketIoFactory(self.hub, self.authenticator, SessionStore(self.db), reactor)
+        self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
+                          "socket.io": socketio}
         self.node_id = settings.node_id or new_node_id()
         self.leadership = Leadership(self.db, reactor, self.node_id)
         # Started in this order after migrations, stopped in reverse after the plugins.
         self.core_services = service.MultiService()
         for core in (self.listener, self.leadership, self.hub,
+                     SessionKeeper(socketio.sessions, socketio.live_pids.keys, reactor),
                      RetentionService(self.journal, reactor, settings.retention,
                                       settings.retention_rows)):
             core.setServiceParent(self.core_services)
@@ -80,11 +86,16 @@ class Gateway(service.MultiService):
         self.plugin_services = service.MultiService()
         self._port = None
         self._bring_up: defer.Deferred | None = None
+        self._stopping = False
+        #: Start-up is over (migrated, services started): /health may say "ok".
+        self.ready = False
+        self._pause: defer.Deferred | None = None
 
         pm.hook.n2gateway_configure(context=self.context)
         add_health_route(self.routes, self)
         add_hub_routes(self.routes, self)
         self.routes.mount("/ws", self.endpoints["ws"].as_resource)
+        self.routes.mount("/socket.io/", socketio.as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
 
     def migration_folders(self) -> list[MigrationFolder]:
@@ -146,13 +157,23 @@ class Gateway(service.MultiService):
                           "themselves with userId and may join any room")
 
     async def _start(self) -> None:
+        # A stop during start-up is not a cancellation: a query in flight cannot be
+        # cancelled (txpostgres raises from cancel()) and initdb runs in a thread. Each
+        # step finishes, and the next one is skipped once a stop has begun.
         dsn = self.settings.database_url or await self.embedded.start()
+        if self._stopping:
+            return
         self.db.configure(dsn)
         await self._wait_for_database()
+        if self._stopping:
+            return
         await apply_migrations(self.db, self.migration_folders())
+        if self._stopping:
+            return
         self.core_services.setServiceParent(self)
         self.pm.hook.n2gateway_services(context=self.context, register=self._add_plugin_service)
         self.plugin_services.setServiceParent(self)
+        self.ready = True
         self.log.info("gateway ready")
 
     def _add_plugin_service(self, svc: service.IService) -> None:
@@ -160,7 +181,7 @@ class Gateway(service.MultiService):
 
     async def _wait_for_database(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 await self.db.ping(timeout=5.0)
             except DatabaseUnavailable as e:
@@ -168,7 +189,13 @@ class Gateway(service.MultiService):
                 delay = retry_delay(attempt)
                 self.log.warn("database unreachable ({reason}); retrying in {delay:.1f} s",
                               reason=str(e), delay=delay)
-                await deferLater(self.reactor, delay)
+                self._pause = deferLater(self.reactor, delay)
+                try:
+                    await self._pause
+                except defer.CancelledError:
+                    return  # stopping
+                finally:
+                    self._pause = None
                 attempt += 1
                 continue
             self.database_state, self.database_error = "up", None
@@ -185,8 +212,13 @@ class Gateway(service.MultiService):
         # clients to reconnect (to another node, or to us after a restart).
         if self._port is not None:
             await self._port.stopListening()
+        self._stopping = True
+        if self._pause is not None:
+            self._pause.cancel()
         if self._bring_up is not None and not self._bring_up.called:
-            self._bring_up.cancel()
+            finished: defer.Deferred = defer.Deferred()
+            self._bring_up.addBoth(lambda _: finished.callback(None))
+            await finished
         await self.leadership.release()
         await self.hub.close_all(CLOSE_GOING_AWAY, "gateway stopping: reconnect and resume")
         if self.plugin_services.parent is not None:
@@ -199,6 +231,11 @@ class Gateway(service.MultiService):
         if self.embedded is not None:
             await self.embedded.stop()
         self.log.info("gateway stopped")
+        # twistd re-raises the signal that stopped the reactor once it has shut down, so
+        # even a clean stop on SIGTERM would exit "killed by signal 15" (143), which
+        # supervisors report as a failure. A stop that got this far is a normal exit.
+        if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:
+            self.reactor._exitSignal = None
 
     def stopService(self) -> defer.Deferred:
         return defer.Deferred.fromCoroutine(self._stop())

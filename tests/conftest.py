@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -36,16 +37,62 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture
-def database_url(pg_server) -> str:
-    """A fresh, empty database on the session's server."""
+def create_database(server_url: str) -> str:
+    """Create an empty database on the server at ``server_url``; return its URL."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_server.get_uri())
+    admin = psycopg2.connect(server_url)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
-    return with_database(pg_server.get_uri(), name)
+    return with_database(server_url, name)
+
+
+@pytest.fixture
+def database_url(pg_server) -> str:
+    """A fresh, empty database on the session's server."""
+    return create_database(pg_server.get_uri())
+
+
+@pytest.fixture
+def new_database(pg_server) -> Callable[[], str]:
+    """Make more fresh databases on the session's server (for tests needing several)."""
+    return lambda: create_database(pg_server.get_uri())
+
+
+class RestartablePostgres:
+    """A PostgreSQL of a test's own, to stop and start again (the session's must stay up).
+
+    ``stop``/``start`` block for a second or two: call them with ``deferToThread``
+    from a test running on the reactor.
+    """
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata
+        self.server = None
+        self.start()
+        self.url = self.server.get_uri()
+
+    def start(self) -> None:
+        import pgserver
+
+        self.server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+
+    def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.cleanup()
+
+    @property
+    def running(self) -> bool:
+        return (self.pgdata / "postmaster.pid").exists()
+
+
+@pytest.fixture
+def restartable_pg(tmp_path) -> RestartablePostgres:
+    pg = RestartablePostgres(tmp_path / "pgdata")
+    yield pg
+    pg.stop()
 
 
 @pytest.fixture
@@ -68,3 +115,20 @@ def artifacts_dir() -> Path:
     path = Path(__file__).parent / "artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+def gateway_process(tmp_path):
+    """Make ``GatewayProcess``es (see tests/support/gateway.py); all killed at teardown."""
+    from tests.support.gateway import GatewayProcess
+
+    started: list[GatewayProcess] = []
+
+    def make(*args: str, **kwargs) -> GatewayProcess:
+        gateway = GatewayProcess(kwargs.pop("tmp_path", tmp_path), *args, **kwargs)
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.ensure_stopped()

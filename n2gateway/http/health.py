@@ -1,4 +1,5 @@
-"""``GET /health``: 200 ``ok`` while the database answers, 503 ``degraded`` otherwise.
+"""``GET /health``: 200 ``ok`` once started and while the database answers, 503
+``degraded`` otherwise (``ready`` is false until migrations and services are up).
 
 It asks the database each time (``SELECT 1`` with a short timeout) rather than
 trusting a flag, so it turns back to ``ok`` as soon as the database is back.
@@ -17,6 +18,7 @@ HEALTH_SCHEMA = {
     "required": ["status", "database"],
     "properties": {
         "status": {"enum": ["ok", "degraded"]},
+        "ready": {"type": "boolean"},
         "version": {"type": "string"},
         "database": {"type": "object"},
         "node": {"type": "object"},
@@ -37,9 +39,11 @@ def add_health_route(routes: Routes, gateway: Any) -> None:
         database["state"] = gateway.database_state
         if gateway.database_error:
             database["error"] = gateway.database_error
-        up = gateway.database_state == "up"
+        # Until start-up is over the hub and the plugins are not running yet.
+        up = gateway.database_state == "up" and gateway.ready
         return (200 if up else 503), {
             "status": "ok" if up else "degraded",
+            "ready": gateway.ready,
             "version": __version__,
             "database": database,
             "node": await gateway.node_status() if up else gateway.leadership.status(),

@@ -5,33 +5,23 @@ fake speaks real Phoenix Channels v2.
 
 import json
 import os
-import shutil
 from pathlib import Path
 
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.fakes.pancake import FakePancake
+from tests.support.node import node as find_node
 
 HERE = Path(__file__).parent
 TOKEN = "interop-token"
 REJECTED = "revoked-token"
 
 
-def node_and_modules() -> str:
-    if not (HERE / "node_modules" / "phoenix").is_dir():
-        pytest.fail("tests/interop/node_modules is missing: run `npm ci --prefix tests/interop`")
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed (Node 20 or later is needed)")
-    return node
-
-
 @pytest_twisted.ensureDeferred
 async def test_official_phoenix_client_joins_receives_and_is_refused() -> None:
-    node = node_and_modules()
+    node = find_node("phoenix")
     fake = FakePancake(reactor)
     port = fake.listen()
     fake.reject_token(REJECTED)

@@ -35,7 +35,10 @@ class GatewayProcess:
     """One gateway subprocess; its log goes to ``log_path`` for later assertions."""
 
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-                 port: int | None = None, database_url: str | None = None) -> None:
+                 port: int | None = None, database_url: str | None = None,
+                 twistd: list[str] | None = None) -> None:
+        #: How to run twistd: another virtualenv's interpreter, for instance.
+        self.twistd = twistd or [str(TWISTD)]
         self.port = port or free_port()
         self.data_dir = tmp_path / "data"
         self.log_path = tmp_path / f"gateway-{self.port}.log"
@@ -55,7 +58,7 @@ class GatewayProcess:
     def start(self) -> "GatewayProcess":
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(TWISTD), "--pidfile=", "-n", "n2gateway", *self.args],
+            [*self.twistd, "--pidfile=", "-n", "n2gateway", *self.args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
@@ -86,6 +89,18 @@ class GatewayProcess:
             waited += 0.2
         raise AssertionError(f"gateway not healthy after {timeout} s:\n{self.log_text()}")
 
+    async def wait_for_log(self, text: str, count: int = 1, timeout: float = 30.0) -> str:
+        """Wait until ``text`` is in the log ``count`` times; return the log."""
+        waited = 0.0
+        while self.log_text().count(text) < count:
+            if self.process.poll() is not None:
+                raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log_text()}")
+            if waited > timeout:
+                raise AssertionError(f"{text!r} not logged {count} times in {timeout} s:\n{self.log_text()}")
+            await sleep(0.1)
+            waited += 0.1
+        return self.log_text()
+
     async def wait_exit(self, timeout: float = 30.0) -> int:
         waited = 0.0
         while self.process.poll() is None:
@@ -103,6 +118,12 @@ class GatewayProcess:
     async def kill(self) -> None:
         self.process.kill()
         await self.wait_exit()
+
+    def run_to_exit(self, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Run to completion (for start-up failures): returns its exit code and output."""
+        return subprocess.run(
+            [*self.twistd, "--pidfile=", "-n", "n2gateway", *self.args], cwd=ROOT,
+            env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def ensure_stopped(self) -> None:
         if self.process and self.process.poll() is None:

@@ -1,0 +1,84 @@
+"""The control routes every upstream provider has: start, stop and status (SPEC §5).
+
+A provider plugin gives its path prefix, the JSON Schema of its start body, a
+function turning a valid body into credentials, and the status fields of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from n2gateway.db import DatabaseUnavailable
+from n2gateway.http.errors import HttpError
+from n2gateway.http.routes import JsonRequest, Routes
+from n2gateway.upstream.provider import Provider, ProviderNotRunning
+
+START_ANSWER = {
+    "type": "object",
+    "required": ["success", "credentialsSaved", "message"],
+    "properties": {"success": {"type": "boolean"}, "credentialsSaved": {"type": "boolean"},
+                   "message": {"type": "string"}},
+}
+STOP_ANSWER = {
+    "type": "object",
+    "required": ["success", "message"],
+    "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}},
+}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+# What every provider's status has (UpstreamStatus.as_dict() and hasToken).
+STATUS_PROPERTIES = {
+    "connected": {"type": "boolean"},
+    "held": {"type": "boolean"},
+    "hasToken": {"type": "boolean"},
+    "reconnectAttempts": {"type": "integer"},
+    "needsLogin": {"type": "boolean"},
+    "since": {"type": "string", "format": "date-time"},
+    "lastError": _NULLABLE_STRING,
+}
+
+
+def status_schema(own: dict[str, Any]) -> dict[str, Any]:
+    """The status answer's schema: the common fields plus the provider's ``own``."""
+    properties = {**STATUS_PROPERTIES, **own}
+    return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
+def add_provider_routes(
+    routes: Routes,
+    provider: Provider[Any],
+    *,
+    prefix: str,
+    start_body: dict[str, Any],
+    credentials_from_body: Callable[[Any], Any],
+    status_properties: dict[str, Any],
+) -> None:
+    name = provider.client_type
+    tags = (name,)
+
+    async def start(request: JsonRequest) -> dict[str, Any]:
+        credentials = credentials_from_body(request.body)
+        try:
+            await provider.start(credentials)
+        except ProviderNotRunning as e:
+            raise HttpError(503, str(e)) from None
+        except DatabaseUnavailable as e:
+            raise HttpError(503, f"credentials not saved, nothing changed: {e}") from None
+        return {"success": True, "credentialsSaved": True,
+                "message": f"credentials saved; connecting to {name}"}
+
+    async def stop(request: JsonRequest) -> dict[str, Any]:
+        try:
+            await provider.stop()
+        except DatabaseUnavailable as e:
+            raise HttpError(503, f"not stopped, nothing changed: {e}") from None
+        return {"success": True, "message": f"{name} stopped; it will not reconnect at start-up"}
+
+    async def status(request: JsonRequest) -> dict[str, Any]:
+        return provider.status()
+
+    routes.add("POST", f"{prefix}/start", start, body=start_body, response=START_ANSWER,
+               summary=f"Save {name} credentials and (re)connect at once", tags=tags)
+    routes.add("POST", f"{prefix}/stop", stop, response=STOP_ANSWER,
+               summary=f"Disconnect {name} and deactivate its stored credentials", tags=tags)
+    routes.add("GET", f"{prefix}/status", status, response=status_schema(status_properties),
+               summary=f"State of the {name} session (never the token)", tags=tags)

@@ -1,0 +1,220 @@
+"""
+A provider: one upstream client type (Pancake, TPOS, ...), its stored credentials
+and the one live session they open.
+
+A plugin subclasses L{Provider} with four small methods (credentials from a
+stored row and back, the session to build, the status fields to add) and claims
+it with C{context.leadership.claim(client_type, lambda: provider)}: the provider
+runs on one gateway of those sharing the database, connects on its own from the
+active stored row when it starts there, and C{start}/C{stop} (the control
+routes) replace or end the session. One session per provider at a time: the
+upstream never sees two sessions with the same credentials.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Generic, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from n2gateway.credentials import CredentialStore, StoredCredentials
+from n2gateway.db import DatabaseUnavailable
+
+from .backoff import BackoffPolicy, upstream_backoff
+from .service import UpstreamService
+from .status import UpstreamStatus
+
+C = TypeVar("C")
+T = TypeVar("T")
+
+
+class BadCredentials(ValueError):
+    """Stored credentials a provider cannot use; the message names the problem,
+    never a secret."""
+
+
+class ProviderNotRunning(Exception):
+    """This gateway does not hold the provider now: it is starting or stopping, or
+    another gateway on the same database holds it."""
+
+
+class Provider(Service, Generic[C]):
+    """
+    Owns the current L{UpstreamService} of one client type.
+
+    Every change of session (auto-connect, C{start}, C{stop}, service stop) runs
+    under one lock, so a replacement always stops the old session before the new
+    one connects.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        client_type: str,
+        store: CredentialStore,
+        reactor: Any,
+        *,
+        backoff: BackoffPolicy | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client_type = self.name = client_type
+        self.backoff = backoff or upstream_backoff()
+        self._store = store
+        self._reactor = reactor
+        self._wall_clock = wall_clock
+        self._lock = DeferredLock()
+        self._credentials: C | None = None
+        self._session: UpstreamService | None = None
+        self._status = UpstreamStatus(wall_clock)
+        # Bumped by every start and stop, so a stored row read before one of them
+        # is not connected after it.
+        self._generation = 0
+        self._auto_connect: Deferred[None] | None = None
+
+    # What a plugin provides.
+
+    def credentials_from_row(self, row: StoredCredentials) -> C:
+        """Usable credentials from a stored row, or L{BadCredentials}."""
+        raise NotImplementedError
+
+    def row_for(self, credentials: C) -> dict[str, Any]:
+        """Keyword arguments of L{CredentialStore.save} for C{credentials}."""
+        raise NotImplementedError
+
+    def build_session(self, credentials: C, status: UpstreamStatus) -> UpstreamService:
+        """A new, unstarted session for C{credentials}, reporting to C{status}."""
+        raise NotImplementedError
+
+    def describe(self, credentials: C | None) -> dict[str, Any]:
+        """Status fields of the provider's own (never a secret)."""
+        raise NotImplementedError
+
+    # Control.
+
+    async def start(self, credentials: C) -> None:
+        """
+        Save C{credentials} as the active ones and connect with them at once,
+        replacing a running session. If saving fails nothing changes.
+        """
+        async with self._lock:
+            if not self.running:
+                raise ProviderNotRunning(
+                    f"{self.client_type} is not held by this gateway (it is starting, or "
+                    "another gateway on the database holds it); nothing changed")
+            await self._store.save(self.client_type, **self.row_for(credentials))
+            self._generation += 1
+            await self._disconnect()
+            if self.running:
+                self._connect(credentials, "started")
+
+    async def stop(self) -> None:
+        """Deactivate the stored credentials and end the session."""
+        async with self._lock:
+            await self._store.deactivate(self.client_type)
+            self._generation += 1
+            await self._end()
+            self.log.info("{provider}: stopped", provider=self.client_type)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **self._status.as_dict(),
+            # Of the gateways on one database only one holds a provider at a time.
+            "held": bool(self.running),
+            "hasToken": self._credentials is not None,
+            **self.describe(self._credentials),
+        }
+
+    # Service.
+
+    def startService(self) -> None:
+        super().startService()
+        self._auto_connect = Deferred.fromCoroutine(self._connect_stored())
+        self._auto_connect.addErrback(self._auto_connect_failed)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._auto_connect is not None and not self._auto_connect.called:
+            self._auto_connect.cancel()
+        return Deferred.fromCoroutine(self._locked(self._end))
+
+    # Internals.
+
+    async def _locked(self, work: Callable[[], Any]) -> None:
+        async with self._lock:
+            await work()
+
+    async def _connect_stored(self) -> None:
+        generation = self._generation
+        row = await self._retrying(lambda: self._store.load(self.client_type))
+        if row is None or not row.is_active:
+            self.log.info("{provider}: no active stored credentials; waiting for a start",
+                          provider=self.client_type)
+            return
+        try:
+            credentials = self.credentials_from_row(row)
+        except BadCredentials as e:
+            self.log.error("{provider}: stored credentials skipped: {why}",
+                           provider=self.client_type, why=str(e))
+            self._status.error(f"stored credentials unusable: {e}")
+            return
+        async with self._lock:
+            if generation == self._generation and self.running:
+                self._connect(credentials, "auto-connect from stored credentials")
+
+    async def _retrying(self, read: Callable[[], Any]) -> Any:
+        """C{await read()}, retried with backoff while the database is away."""
+        attempt = 0
+        while True:
+            try:
+                return await read()
+            except DatabaseUnavailable as e:
+                delay = self.backoff(attempt)
+                attempt += 1
+                self.log.warn(
+                    "{provider}: cannot read stored credentials ({why}); retrying in {delay:.1f} s",
+                    provider=self.client_type, why=str(e), delay=delay)
+                await deferLater(self._reactor, delay)
+
+    def _auto_connect_failed(self, failure: Failure) -> None:
+        if not failure.check(CancelledError):
+            self.log.failure("{provider}: auto-connect failed", failure,
+                             provider=self.client_type)
+
+    def _connect(self, credentials: C, why: str) -> None:
+        self._credentials = credentials
+        self._status = UpstreamStatus(self._wall_clock)
+        self._session = self.build_session(credentials, self._status)
+        self.log.info("{provider}: connecting ({why})", provider=self.client_type, why=why)
+        self._session.startService()
+
+    async def _disconnect(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.stop()
+
+    async def _end(self) -> None:
+        await self._disconnect()
+        self._credentials = None
+        self._status = UpstreamStatus(self._wall_clock)
+
+
+class PerGateway(Generic[T]):
+    """
+    One object of a plugin's per gateway. Hooks are module functions that
+    receive only the context, and tests run several gateways in one process.
+    """
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self._build = build
+        self._made: dict[Any, T] = {}
+
+    def __call__(self, context: Any) -> T:
+        if context not in self._made:
+            self._made[context] = self._build(context)
+        return self._made[context]

@@ -1,0 +1,88 @@
+"""The official socket.io-client in a Node subprocess (``tests/interop/socketio_peer.mjs``),
+driven with JSON commands on its stdin; its JSON records are awaited without blocking
+the reactor."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from twisted.internet import defer, protocol, reactor
+
+from tests.support.node import INTEROP, node
+
+
+class SocketIoPeer(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.stderr = b""
+        self._buffer = b""
+        self._waiters: list[tuple[str, defer.Deferred]] = []
+        self._read: dict[str, int] = {}  # per type: records taken by `next` so far
+        self.ended: defer.Deferred = defer.Deferred()
+
+    @classmethod
+    def spawn(cls) -> "SocketIoPeer":
+        peer = cls()
+        executable = node("socket.io-client")
+        reactor.spawnProcess(peer, executable, [executable, str(INTEROP / "socketio_peer.mjs")],
+                             env=dict(os.environ), path=str(INTEROP))
+        return peer
+
+    def outReceived(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self.records.append(json.loads(line))
+        self._wake()
+
+    def errReceived(self, data: bytes) -> None:
+        self.stderr += data
+
+    def processEnded(self, reason) -> None:
+        self.ended.callback(None)
+        for _, waiter in self._waiters:
+            waiter.errback(AssertionError(f"node exited: {self.stderr.decode()[-2000:]}"))
+        self._waiters.clear()
+
+    def _wake(self) -> None:
+        for entry in list(self._waiters):
+            record = self._take(entry[0])
+            if record is not None:
+                self._waiters.remove(entry)
+                entry[1].callback(record)
+
+    def _take(self, kind: str) -> dict | None:
+        seen = [r for r in self.records if r["type"] == kind]
+        taken = self._read.get(kind, 0)
+        if taken < len(seen):
+            self._read[kind] = taken + 1
+            return seen[taken]
+        return None
+
+    def command(self, op: str, **fields: Any) -> None:
+        self.transport.write(json.dumps({"op": op, **fields}).encode() + b"\n")
+
+    async def next(self, kind: str, timeout: float = 10.0) -> dict:
+        """The next record of type ``kind`` after the last one taken."""
+        record = self._take(kind)
+        if record is not None:
+            return record
+        waiter: defer.Deferred = defer.Deferred()
+        self._waiters.append((kind, waiter))
+        waiter.addTimeout(timeout, reactor)
+        return await waiter
+
+    async def emit(self, event: str, *args: Any, tag: str = "") -> Any:
+        self.command("emit", event=event, args=list(args), tag=tag)
+        return (await self.next("ack"))["answer"]
+
+    def events(self) -> list[tuple[str, list]]:
+        return [(r["event"], r["args"]) for r in self.records if r["type"] == "event"]
+
+    async def close(self) -> None:
+        if not self.ended.called:
+            self.command("exit")
+            self.transport.closeStdin()
+            await self.ended

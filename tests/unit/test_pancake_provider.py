@@ -1,0 +1,311 @@
+"""
+The Pancake provider on a fake clock: auto-connect from the stored row,
+replacing a session at once, stop, refused tokens and unusable rows. The real
+Phoenix client talks to the fake Pancake server over an in-memory network; the
+credential store is an in-memory stand-in with the same methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+
+from n2gateway.credentials import StoredCredentials
+from n2gateway.db import DatabaseUnavailable
+from n2gateway.upstream.backoff import upstream_backoff
+from n2gateway.upstream.pancake import PancakeCredentials
+from n2gateway.upstream.provider import ProviderNotRunning
+from plugins.pancake.provider import PancakeProvider
+from tests.fakes.memory import MemoryEndpoint
+from tests.fakes.pancake import FakePancake
+
+TOKEN = "TOKEN-provider-111"
+NEW_TOKEN = "TOKEN-provider-222"
+COOKIE = "sid=COOKIE-provider-333"
+
+
+class MemoryStore:
+    """The CredentialStore's methods over a dict; ``down`` makes them fail."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, StoredCredentials] = {}
+        self.down = 0  # this many calls fail with DatabaseUnavailable
+        self.calls: list[str] = []
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.down:
+            self.down -= 1
+            raise DatabaseUnavailable("connection refused")
+
+    async def save(self, client_type: str, token: str, user_id: str | None = None,
+                   page_ids: Any = None, cookie: str | None = None, room: str | None = None) -> None:
+        self._call("save")
+        self.rows[client_type] = StoredCredentials(
+            client_type, token, user_id, None if page_ids is None else list(page_ids),
+            cookie, room, True)
+
+    async def deactivate(self, client_type: str) -> None:
+        self._call("deactivate")
+        row = self.rows[client_type]
+        self.rows[client_type] = StoredCredentials(
+            row.client_type, row.token, row.user_id, row.page_ids, row.cookie, row.room, False)
+
+    async def load(self, client_type: str) -> StoredCredentials | None:
+        self._call("load")
+        return self.rows.get(client_type)
+
+
+class World:
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.fake = FakePancake(self.clock)
+        self.network = MemoryEndpoint(self.fake.factory, self.clock)
+        self.store = MemoryStore()
+        self.events: list[tuple[str, str, Any]] = []
+        self.provider = PancakeProvider(
+            self.store, self.clock, url="ws://pancake.test/socket/websocket",
+            on_event=lambda *event: self.events.append(event), endpoint=self.network,
+            backoff=upstream_backoff(jitter=lambda: 0.0), wall_clock=self.clock.seconds)
+        # Opening and closing of upstream sessions, in order.
+        self.timeline: list[tuple[str, str | None]] = []
+        opened, closed = self.fake._opened, self.fake._closed
+        self.fake._opened = lambda s: (self.timeline.append(("open", None)), opened(s))
+        self.fake._closed = lambda s: (self.timeline.append(("close", s.token)), closed(s))
+
+    def store_row(self, token: str | None = TOKEN, page_ids: Any = ("101", "102"),
+                  active: bool = True, user_id: str | None = "42") -> None:
+        self.store.rows["pancake"] = StoredCredentials(
+            "pancake", token, user_id, None if page_ids is None else list(page_ids),
+            COOKIE, None, active)
+
+    def run(self, coroutine: Any) -> Deferred:
+        d = Deferred.fromCoroutine(coroutine)
+        self.network.flush()
+        return d
+
+    def advance(self, seconds: float) -> None:
+        self.network.advance(seconds)
+
+    def stop_service(self) -> None:
+        d = self.provider.stopService()
+        self.network.flush()
+        assert d.called
+        assert self.clock.getDelayedCalls() == []
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.provider.status()
+
+
+def credentials(token: str = NEW_TOKEN, pages: tuple[str, ...] = ("201",)) -> PancakeCredentials:
+    return PancakeCredentials(token, "42", pages, None)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_auto_connects_from_the_active_stored_row(world: World) -> None:
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    assert world.fake.joined_topics == {"users:42", "multiple_pages:42"}
+    assert world.fake.sessions[0].headers["cookie"] == COOKIE
+    assert world.status == {
+        "connected": True, "since": world.status["since"], "reconnectAttempts": 0,
+        "lastError": None, "needsLogin": False, "held": True, "hasToken": True,
+        "userId": "42", "pageCount": 2, "pageIds": ["101", "102"]}
+    world.fake.push("users:42", "pages:new_message", {"message": {"page_id": "101"}})
+    world.network.flush()
+    assert world.events == [("users:42", "pages:new_message", {"message": {"page_id": "101"}})]
+    world.stop_service()
+    assert world.fake.open_sessions == []
+
+
+@pytest.mark.parametrize("active", [False, None])
+def test_no_active_row_means_no_connection(world: World, active: bool | None) -> None:
+    if active is not None:
+        world.store_row(active=active)
+    world.provider.startService()
+    world.network.flush()
+    assert world.fake.sessions == []
+    assert world.status["hasToken"] is False and world.status["connected"] is False
+    world.stop_service()
+
+
+@pytest.mark.parametrize("row, why", [
+    ({"token": ""}, "no token"),
+    ({"user_id": None}, "no user_id"),
+    ({"page_ids": []}, "page_ids is not a non-empty JSON list"),
+    ({"page_ids": None}, "page_ids is not a non-empty JSON list"),
+    ({"page_ids": [True]}, "page_ids holds something that is not an id"),
+])
+def test_an_unusable_row_is_logged_without_secrets_and_skipped(
+        world: World, row: dict, why: str) -> None:
+    world.store_row(**row)
+    with capturedLogs() as events:
+        world.provider.startService()
+        world.network.flush()
+    assert world.fake.sessions == []
+    assert world.status["lastError"] == f"stored credentials unusable: {why}"
+    assert world.status["hasToken"] is False
+    text = "\n".join(formatEvent(e) for e in events)
+    assert f"pancake: stored credentials skipped: {why}" in text
+    assert TOKEN not in text and COOKIE not in text
+    world.stop_service()
+
+
+def test_a_legacy_row_with_numeric_page_ids_still_connects(world: World) -> None:
+    world.store_row(page_ids=[101, 102])
+    world.provider.startService()
+    world.network.flush()
+    assert world.fake.sessions[0].frames[1][4]["pageIds"] == ["101", "102"]
+    world.stop_service()
+
+
+def test_start_replaces_a_running_session_at_once(world: World) -> None:
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    assert world.status["connected"]
+    done = world.run(world.provider.start(credentials()))
+    assert done.called
+    # The old session was closed before the new one was opened.
+    assert world.timeline == [("open", None), ("close", TOKEN), ("open", None)]
+    assert world.fake.open_sessions[0].token == NEW_TOKEN
+    assert world.fake.joined_topics == {"users:42", "multiple_pages:42"}
+    assert world.store.rows["pancake"].token == NEW_TOKEN
+    assert world.status["pageIds"] == ["201"] and world.status["connected"]
+    world.stop_service()
+
+
+def test_start_again_with_the_same_token_never_holds_two_sessions(world: World) -> None:
+    world.provider.startService()
+    for _ in range(3):
+        world.run(world.provider.start(credentials(TOKEN)))
+    assert len(world.fake.sessions) == 3
+    assert world.fake.peak_concurrent[TOKEN] == 1
+    world.stop_service()
+
+
+def test_a_start_that_cannot_save_changes_nothing(world: World) -> None:
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    world.store.down = 1
+    failed = world.run(world.provider.start(credentials()))
+    assert isinstance(failed.result.value, DatabaseUnavailable)
+    failed.addErrback(lambda _: None)
+    assert len(world.fake.sessions) == 1 and world.fake.open_sessions
+    assert world.store.rows["pancake"].token == TOKEN
+    assert world.status["pageIds"] == ["101", "102"]
+    world.stop_service()
+
+
+def test_start_before_the_service_runs_is_refused(world: World) -> None:
+    failed = world.run(world.provider.start(credentials()))
+    assert isinstance(failed.result.value, ProviderNotRunning)
+    failed.addErrback(lambda _: None)
+    assert world.store.calls == [] and world.fake.sessions == []
+
+
+def test_stop_deactivates_and_disconnects(world: World) -> None:
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    done = world.run(world.provider.stop())
+    assert done.called
+    assert world.store.rows["pancake"].is_active is False
+    assert world.fake.open_sessions == []
+    assert world.status["connected"] is False and world.status["hasToken"] is False
+    assert world.status["pageIds"] == []
+    world.advance(600)
+    assert len(world.fake.sessions) == 1  # no reconnect after a stop
+    assert world.clock.getDelayedCalls() == []
+    world.stop_service()
+
+
+def test_refused_token_needs_login_without_a_retry_storm(world: World) -> None:
+    world.fake.reject_token(TOKEN)
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    assert world.status["needsLogin"] is True
+    assert world.status["lastError"] == "join refused: unauthorized"
+    assert world.status["hasToken"] is True
+    world.advance(3600)
+    assert len(world.fake.sessions) == 1
+    assert world.clock.getDelayedCalls() == []
+    assert world.store.rows["pancake"].is_active is True  # the row is kept
+    # A fresh token reconnects at once.
+    world.run(world.provider.start(credentials()))
+    assert world.status["needsLogin"] is False and world.status["connected"] is True
+    assert len(world.fake.open_sessions) == 1
+    world.stop_service()
+
+
+def test_reconnect_delays_grow_to_a_minute_while_upstream_is_away(world: World) -> None:
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    world.network.refusing = True
+    world.fake.drop_all()
+    world.network.flush()
+    attempts_at = []
+    for _ in range(140):
+        before = world.network.attempts
+        world.advance(1)
+        if world.network.attempts > before:
+            attempts_at.append(int(world.clock.seconds()))
+    assert [b - a for a, b in zip([0, *attempts_at], attempts_at)] == [2, 4, 8, 16, 32, 60]
+    # The status counts the attempt now waiting too.
+    assert world.status["reconnectAttempts"] == 7 and not world.status["connected"]
+    world.network.refusing = False
+    world.advance(60)
+    assert world.status["connected"] and world.status["reconnectAttempts"] == 0
+    world.stop_service()
+
+
+def test_auto_connect_waits_for_the_database_with_backoff(world: World) -> None:
+    world.store_row()
+    world.store.down = 2
+    world.provider.startService()
+    world.network.flush()
+    assert world.fake.sessions == []
+    world.advance(2)
+    assert world.fake.sessions == []
+    world.advance(4)
+    assert world.fake.joined_topics == {"users:42", "multiple_pages:42"}
+    assert world.store.calls == ["load"] * 3
+    world.stop_service()
+
+
+def test_stopping_while_the_database_is_away_leaves_no_timer(world: World) -> None:
+    world.store_row()
+    world.store.down = 5
+    world.provider.startService()
+    world.advance(2)
+    world.stop_service()
+    world.advance(600)
+    assert world.fake.sessions == []
+
+
+def test_a_provider_handed_back_and_forth_reconnects_each_time(world: World) -> None:
+    # The leadership stops the provider when this gateway loses the source and
+    # starts it again when it wins it back.
+    world.store_row()
+    for round in range(2):
+        world.provider.startService()
+        world.network.flush()
+        assert world.status["connected"] and len(world.fake.open_sessions) == 1
+        world.stop_service()
+        assert world.fake.open_sessions == []
+        assert world.status["connected"] is False and world.status["hasToken"] is False
+        assert world.status["held"] is False
+    assert len(world.fake.sessions) == 2
