@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg2
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.task import LoopingCall
 
 from tests.fakes.pancake import FakePancake
 from tests.support.claimed_pancake import TOKEN
@@ -32,6 +33,17 @@ def gateway(tmp_path: Path, name: str, database_url: str, *args: str) -> Gateway
     folder.mkdir(exist_ok=True)
     return GatewayProcess(folder, "--node-id", name, *args, database_url=database_url,
                           env=FAST_POLL)
+
+
+def two_gateways(tmp_path: Path, database_url: str, *args: str) -> list[GatewayProcess]:
+    return [gateway(tmp_path, name, database_url, *args) for name in ("node-a", "node-b")]
+
+
+async def start_all(nodes: list[GatewayProcess]) -> None:
+    for node in nodes:
+        node.start()
+    for node in nodes:
+        await node.wait_healthy()
 
 
 def get_json(url: str) -> dict:
@@ -56,30 +68,38 @@ def owner_of(nodes: list[GatewayProcess], source: str) -> GatewayProcess | None:
     return None
 
 
-class Stream:
-    """Pushes a numbered event to the fake's ``users:1`` channel every ``interval``."""
+class Steady:
+    """Does numbered step ``n`` (1, 2, ...) every ``interval`` seconds until stopped."""
 
-    def __init__(self, fake: FakePancake, interval: float = 0.02) -> None:
-        self.fake = fake
-        self.n = 0
-        self.delivered: list[tuple[int, float]] = []  # (n, when) pushed to a joined session
-        self._loop = None
+    def __init__(self, interval: float) -> None:
         self.interval = interval
+        self.n = 0
+        self._loop = LoopingCall(self._next)
 
-    def start(self) -> "Stream":
-        from twisted.internet.task import LoopingCall
-
-        self._loop = LoopingCall(self._push)
+    def start(self):
         self._loop.start(self.interval)
         return self
 
-    def _push(self) -> None:
-        self.n += 1
-        if self.fake.push("users:1", "pages:new_message", {"n": self.n}):
-            self.delivered.append((self.n, time.monotonic()))
-
     def stop(self) -> None:
-        self._loop.stop()
+        if self._loop.running:
+            self._loop.stop()
+
+    def _next(self) -> None:
+        self.n += 1
+        self.step(self.n)
+
+
+class Stream(Steady):
+    """Pushes a numbered event to the fake's ``users:1`` channel."""
+
+    def __init__(self, fake: FakePancake, interval: float = 0.02) -> None:
+        super().__init__(interval)
+        self.fake = fake
+        self.delivered: list[tuple[int, float]] = []  # (n, when) pushed to a joined session
+
+    def step(self, n: int) -> None:
+        if self.fake.push("users:1", "pages:new_message", {"n": n}):
+            self.delivered.append((n, time.monotonic()))
 
 
 def journal(sql, room: str) -> list[tuple[int, int]]:
@@ -92,15 +112,11 @@ def journal(sql, room: str) -> list[tuple[int, int]]:
 async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path, database_url, sql):
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = [gateway(tmp_path, name, database_url, *PLUGIN, "--pancake-url", fake.url())
-             for name in ("node-a", "node-b")]
+    nodes = two_gateways(tmp_path, database_url, *PLUGIN, "--pancake-url", fake.url())
     clients: list[ResumingClient] = []
     stream = None
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            await node.wait_healthy()
+        await start_all(nodes)
         await fake.wait_joined(2)
         # Each client starts on its own node; the killed node's client moves over.
         clients = [ResumingClient([n.port for n in nodes[i:] + nodes[:i]], "pancake", f"u{i}").start()
@@ -126,7 +142,7 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
         last = journal(sql, "pancake")[-1][0]
         await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
     finally:
-        if stream is not None and stream._loop.running:
+        if stream is not None:
             stream.stop()
         for client in clients:
             client.stop()
@@ -156,8 +172,7 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
         tmp_path, database_url, sql):
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = [gateway(tmp_path, name, database_url, *PLUGIN, "--pancake-url", fake.url())
-             for name in ("node-a", "node-b")]
+    nodes = two_gateways(tmp_path, database_url, *PLUGIN, "--pancake-url", fake.url())
     client = None
     try:
         nodes[0].start()
@@ -203,39 +218,25 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
     assert client.offsets == [offset for offset, _ in journal(sql, "pancake")]
 
 
-class Publisher:
+class Publisher(Steady):
     """POSTs a numbered event to ``room`` every ``interval``, round-robin over the
     nodes; an event is *accepted* once its POST is answered with an offset."""
 
     def __init__(self, nodes: list[GatewayProcess], room: str, interval: float = 0.05,
                  pad: int = 0) -> None:
+        super().__init__(interval)
         self.nodes = nodes
         self.room = room
-        self.interval = interval
         self.padding = "x" * pad
-        self.n = 0
         self.sent_at: dict[int, float] = {}
         self.accepted: dict[int, int] = {}  # n -> offset
         self.refused: list[int] = []
         self.outstanding = 0
-        self._loop = None
 
-    def start(self) -> "Publisher":
-        from twisted.internet.task import LoopingCall
-
-        self._loop = LoopingCall(self._publish)
-        self._loop.start(self.interval)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-
-    def _publish(self) -> None:
+    def step(self, n: int) -> None:
         import treq
 
-        self.n += 1
-        n, node = self.n, self.nodes[self.n % len(self.nodes)]
+        node = self.nodes[n % len(self.nodes)]
         self.outstanding += 1
         self.sent_at[n] = time.monotonic()
 
@@ -296,15 +297,11 @@ async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
     postgres = SeparatePostgres(tmp_path)
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = [gateway(tmp_path, name, postgres.url, *PLUGIN, "--pancake-url", fake.url())
-             for name in ("node-a", "node-b")]
+    nodes = two_gateways(tmp_path, postgres.url, *PLUGIN, "--pancake-url", fake.url())
     clients: list[ResumingClient] = []
     publisher = Publisher(nodes, "load")
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            await node.wait_healthy()
+        await start_all(nodes)
         await fake.wait_joined(2)
         clients = [ResumingClient([node.port], "load", f"u{i}").start()
                    for i, node in enumerate(nodes)]
@@ -385,15 +382,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 @pytest_twisted.ensureDeferred
 async def test_a_client_that_never_reads_does_not_slow_the_others(tmp_path, database_url):
-    nodes = [gateway(tmp_path, name, database_url) for name in ("node-a", "node-b")]
+    nodes = two_gateways(tmp_path, database_url)
     clients: list[ResumingClient] = []
     # 64 KB events: the slow client's buffers fill within a second or two.
     publisher = Publisher(nodes[:1], "busy", interval=0.02, pad=64 * 1024)
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            await node.wait_healthy()
+        await start_all(nodes)
         slow = NeverReads(nodes[0].port, "busy")
         clients = [ResumingClient([node.port], "busy", f"u{i}").start()
                    for i, node in enumerate(nodes + nodes)]
@@ -426,14 +420,11 @@ async def test_a_client_that_never_reads_does_not_slow_the_others(tmp_path, data
 
 @pytest_twisted.ensureDeferred
 async def test_database_connections_killed_server_side_delivery_goes_on(tmp_path, database_url, sql):
-    nodes = [gateway(tmp_path, name, database_url) for name in ("node-a", "node-b")]
+    nodes = two_gateways(tmp_path, database_url)
     clients: list[ResumingClient] = []
     publisher = Publisher(nodes, "steady", interval=0.05)
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            await node.wait_healthy()
+        await start_all(nodes)
         clients = [ResumingClient([node.port], "steady", f"u{i}").start()
                    for i, node in enumerate(nodes)]
         await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
