@@ -6,8 +6,9 @@ advisory lock on its own dedicated connection; the node that gets it starts the
 service. When that node dies, PostgreSQL drops its connection and the lock with it,
 and another node's next try (every ``retry_interval``, or at once on the
 ``n2_leadership`` NOTIFY a draining node sends) takes over. A node that loses its
-connection stops its sources: it can no longer prove it owns them. It notices within
-``retry_interval + query_timeout``, so a node that takes a lock it did not see released
+connection stops its sources: it can no longer prove it owns them. It notices at once
+when the socket closes, and within ``retry_interval + query_timeout`` at worst (a
+silently dead network path), so a node that takes a lock it did not see released
 cleanly waits that long (``grace``) before starting the source: the old owner has
 stopped by then, and the upstream never sees two sessions with the same token.
 
@@ -72,6 +73,8 @@ class Leadership(service.Service):
         self._busy = False
         self._again = False
         self._released_elsewhere = False
+        self._releasing = False
+        self._ticking: defer.Deferred | None = None
         self.grace = retry_interval + query_timeout
 
     @property
@@ -89,17 +92,18 @@ class Leadership(service.Service):
 
     def poke(self) -> None:
         """Try the unowned sources now (coalesced with a try already under way)."""
-        if not self.running:
+        if not self.running or self._releasing:
             return
         if self._busy:
             self._again = True
             return
         self._busy = True
-        defer.Deferred.fromCoroutine(self._tick()).addBoth(self._tick_done)
+        self._ticking = defer.Deferred.fromCoroutine(self._tick())
+        self._ticking.addBoth(self._tick_done)
 
     def _tick_done(self, result: Any) -> None:
         self._busy = False
-        if self._again and self.running:
+        if self._again and self.running and not self._releasing:
             self._again = False
             self.poke()
 
@@ -120,16 +124,26 @@ class Leadership(service.Service):
                         claim.starting = self.reactor.callLater(delay, self._start, claim)
         except Exception as e:
             if self._connection is not None or self.owned:
-                self.log.warn("leadership connection lost ({reason}); giving up {sources}",
+                self.log.warn("leadership connection failed ({reason}); giving up {sources}",
                               reason=_reason(e), sources=", ".join(self.owned) or "nothing")
             await self._lose_all()
 
     async def _connect(self) -> None:
-        connection = await self.db.connect(application_name=APP_PREFIX + self.node_id)
+        connection = await self.db.connect(
+            application_name=APP_PREFIX + self.node_id,
+            on_lost=lambda reason: self._lost(connection, reason))
         self._connection = connection
         await self._run(KEEPALIVES)
         connection.addNotifyObserver(self._released)
         await self._run(f"LISTEN {CHANNEL}")
+
+    def _lost(self, connection: Any, reason: BaseException) -> None:
+        # The socket is gone, and the lock with it: stop the sources now rather than
+        # at the next check, so the takeover's grace period is never cut short.
+        if connection is self._connection:
+            self.log.warn("leadership connection lost ({reason}); giving up {sources}",
+                          reason=_reason(reason), sources=", ".join(self.owned) or "nothing")
+            defer.Deferred.fromCoroutine(self._lose_all())
 
     def _released(self, notify: Any) -> None:
         # Another node stopped its sources before unlocking: no grace needed.
@@ -172,8 +186,12 @@ class Leadership(service.Service):
 
     async def release(self) -> None:
         """Stop every owned source, free its lock and tell the other nodes at once."""
+        self._releasing = True
         if self._loop.running:
             self._loop.stop()
+        # A try under way could otherwise open a connection after we closed ours.
+        if self._ticking is not None and not self._ticking.called:
+            await self._ticking
         for claim in self.claims.values():
             if claim.held:
                 await self._stop(claim)

@@ -42,6 +42,11 @@ class DownstreamProtocol(WebSocketServerProtocol):
         if code == SLOW_CONSUMER_CODE:
             self.factory.slow_closed += 1
             self.closeHandshakeTimeout = SLOW_CLOSE_TIMEOUT
+        # Out of the hub at once: a closing client gets no more events and no longer
+        # counts, however long its close handshake takes.
+        if self.session is not None:
+            self.session.close()
+            self.session = None
         self.sendClose(code, reason)
 
     def onClose(self, wasClean: bool, code: int, reason: str) -> None:

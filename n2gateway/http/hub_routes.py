@@ -61,7 +61,10 @@ def add_hub_routes(routes: Routes, gateway: Any) -> None:
         return {**gateway.hub.status(),
                 "node": await gateway.node_status(),
                 "retention": {"seconds": settings.retention, "rows": settings.retention_rows},
-                "protocols": gateway.connections_by_protocol()}
+                "protocols": gateway.connections_by_protocol(),
+                # Clients closed as too slow to follow (4008), by endpoint.
+                "slowClosed": {name: endpoint.slow_closed
+                               for name, endpoint in gateway.endpoints.items()}}
 
     routes.add("POST", "/api/publish", publish, summary="Publish an event to rooms",
                body=PUBLISH_BODY, response=PUBLISH_ANSWER, tags=("hub",))

@@ -97,6 +97,11 @@ class GatewayCollector(Collector):
                                         "max": stats["size"]})
         yield _gauge("n2gateway_database_pool_waiting", "Callers waiting for a pool connection",
                      stats["waiting"])
+        yield _gauge("n2gateway_listen_connected", "1 while the shared LISTEN connection is up",
+                     1 if g.listener.connected else 0)
+        yield CounterMetricFamily("n2gateway_listen_reconnects",
+                                  "Times the shared LISTEN connection was re-established",
+                                  value=g.listener.reconnects)
 
     @staticmethod
     def _upstreams(statuses: dict[str, Any]) -> Iterator[Metric]:

@@ -99,6 +99,8 @@ async def test_metrics_follow_a_scripted_scenario(gateway) -> None:
     assert got[("n2gateway_hub_head", ())] == EVENTS
     assert after[("n2gateway_hub_lag_events", ())] == 0
     assert after[("n2gateway_database_up", ())] == 1
+    assert after[("n2gateway_listen_connected", ())] == 1
+    assert after[("n2gateway_listen_reconnects_total", ())] == 0
     assert got[("n2gateway_http_requests_total", (
         ("method", "POST"), ("route", "/api/publish"), ("status", "200")))] == EVENTS
     assert got[("n2gateway_http_requests_total", (

@@ -1,0 +1,456 @@
+"""Several gateway processes on one PostgreSQL, under faults.
+
+Real ``twistd`` processes, a real PostgreSQL, the fake Pancake server in this
+process. Each test proves a promise an operator relies on: one upstream session
+at a time, takeover within seconds, and no accepted event lost or duplicated for
+clients that resume by offset on any node.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg2
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import LoopingCall
+
+from tests.fakes.pancake import FakePancake
+from tests.support.claimed_pancake import TOKEN
+from tests.support.gateway import GatewayProcess, sleep
+from tests.support.wsclient import ResumingClient
+
+# The test plugin claims "pancake" itself: the built-in source plugins stay out.
+PLUGIN = ("--disable-plugin", "chat,pancake,tpos", "--plugin", "tests.support.claimed_pancake")
+FAST_POLL = {"N2GATEWAY_POLL_INTERVAL": "0.2"}
+
+
+def gateway(tmp_path: Path, name: str, database_url: str, *args: str) -> GatewayProcess:
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    return GatewayProcess(folder, "--node-id", name, *args, database_url=database_url,
+                          env=FAST_POLL)
+
+
+def two_gateways(tmp_path: Path, database_url: str, *args: str) -> list[GatewayProcess]:
+    return [gateway(tmp_path, name, database_url, *args) for name in ("node-a", "node-b")]
+
+
+async def start_all(nodes: list[GatewayProcess]) -> None:
+    for node in nodes:
+        node.start()
+    for node in nodes:
+        await node.wait_healthy()
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=3) as answer:
+        return json.loads(answer.read())
+
+
+async def wait_until(predicate, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        waited = time.monotonic() - started
+        assert waited < timeout, f"{what}: not within {timeout} s"
+        await sleep(0.05)
+    return time.monotonic() - started
+
+
+def owner_of(nodes: list[GatewayProcess], source: str) -> GatewayProcess | None:
+    for node in nodes:
+        answer = node.health()
+        if answer and source in answer[1].get("node", {}).get("owns", []):
+            return node
+    return None
+
+
+class Steady:
+    """Does numbered step ``n`` (1, 2, ...) every ``interval`` seconds until stopped."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.n = 0
+        self._loop = LoopingCall(self._next)
+
+    def start(self):
+        self._loop.start(self.interval)
+        return self
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def _next(self) -> None:
+        self.n += 1
+        self.step(self.n)
+
+
+class Stream(Steady):
+    """Pushes a numbered event to the fake's ``users:1`` channel."""
+
+    def __init__(self, fake: FakePancake, interval: float = 0.02) -> None:
+        super().__init__(interval)
+        self.fake = fake
+        self.delivered: list[tuple[int, float]] = []  # (n, when) pushed to a joined session
+
+    def step(self, n: int) -> None:
+        if self.fake.push("users:1", "pages:new_message", {"n": n}):
+            self.delivered.append((n, time.monotonic()))
+
+
+def journal(sql, room: str) -> list[tuple[int, int]]:
+    """(offset, n) of every event of ``room``, in offset order."""
+    return [(seq, payload["n"]) for seq, payload in sql(
+        "SELECT seq, payload FROM n2_journal WHERE %s = ANY(rooms) ORDER BY seq", (room,))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path, database_url, sql):
+    fake = FakePancake(reactor)
+    fake.listen()
+    nodes = two_gateways(tmp_path, database_url, *PLUGIN, "--pancake-url", fake.url())
+    clients: list[ResumingClient] = []
+    stream = None
+    try:
+        await start_all(nodes)
+        await fake.wait_joined(2)
+        # Each client starts on its own node; the killed node's client moves over.
+        clients = [ResumingClient([n.port for n in nodes[i:] + nodes[:i]], "pancake", f"u{i}").start()
+                   for i in range(2)]
+        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        stream = Stream(fake).start()
+        await wait_until(lambda: all(len(c.offsets) >= 25 for c in clients), 10, "events flowing")
+
+        owner = owner_of(nodes, "pancake")
+        survivor = next(n for n in nodes if n is not owner)
+        assert get_json(survivor.url + "/api/hub/status")["node"]["owners"] == {
+            "pancake": owner.args[owner.args.index("--node-id") + 1]}
+        killed_at = time.monotonic()
+        await owner.kill()
+        took = await wait_until(lambda: fake.concurrent(TOKEN) == 1 and fake.join_count >= 4,
+                                10, "takeover by the survivor")
+        assert owner_of([survivor], "pancake") is survivor
+        after_takeover = stream.n
+        await wait_until(lambda: stream.n >= after_takeover + 25, 5, "stream after takeover")
+        stream.stop()
+        final_n = stream.delivered[-1][0]
+        await wait_until(lambda: journal(sql, "pancake")[-1][1] == final_n, 5, "last event stored")
+        last = journal(sql, "pancake")[-1][0]
+        await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
+    finally:
+        if stream is not None:
+            stream.stop()
+        for client in clients:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+        await fake.close()
+
+    events = journal(sql, "pancake")
+    offsets = [offset for offset, _ in events]
+    for client in clients:
+        # Every event of the room exactly once, in order, across the reconnect.
+        assert client.offsets == offsets
+    assert len(clients[0].connected_to) >= 2 or len(clients[1].connected_to) >= 2
+    # The upstream never saw two sessions at once.
+    assert fake.peak_concurrent[TOKEN] == 1
+    assert took < 10
+    # Nothing the old owner took in well before it died is missing, nor anything since.
+    stored = {n for _, n in events}
+    assert len(stored) == len(events), "an upstream event was stored twice"
+    lost = [n for n, at in stream.delivered
+            if n not in stored and (at < killed_at - 0.5 or n > after_takeover)]
+    assert lost == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere(
+        tmp_path, database_url, sql):
+    fake = FakePancake(reactor)
+    fake.listen()
+    nodes = two_gateways(tmp_path, database_url, *PLUGIN, "--pancake-url", fake.url())
+    client = None
+    try:
+        nodes[0].start()
+        await nodes[0].wait_healthy()
+        await fake.wait_joined(2)
+        nodes[1].start()
+        await nodes[1].wait_healthy()
+        # Both nodes say who they are and agree on who owns what.
+        for node, name in zip(nodes, ("node-a", "node-b")):
+            health = node.health()[1]["node"]
+            hub = get_json(node.url + "/api/hub/status")["node"]
+            for status in (health, hub):
+                assert status["node"] == name
+                assert status["owners"] == {"pancake": "node-a"}
+                assert status["owns"] == (["pancake"] if name == "node-a" else [])
+
+        client = ResumingClient([n.port for n in nodes], "pancake").start()
+        await wait_until(lambda: client.subscribed, 10, "client subscribed")
+        fake.push("users:1", "pages:new_message", {"n": 1})
+        await wait_until(lambda: len(client.offsets) == 1, 5, "first event")
+
+        terminated_at = time.monotonic()
+        nodes[0].process.send_signal(signal.SIGTERM)
+        took = await wait_until(lambda: fake.join_count >= 4, 10, "takeover after SIGTERM")
+        assert await nodes[0].wait_exit() == 0
+        assert "gateway stopped" in nodes[0].log_text()
+        # A clean release needs no grace period: the survivor starts at once.
+        assert took < 2.5, f"takeover took {took:.1f} s"
+        assert fake.peak_concurrent[TOKEN] == 1
+        assert 4101 in client.close_codes
+        await wait_until(lambda: client.subscribed, 5, "client resumed on node-b")
+        assert client.connected_to[-1] == nodes[1].port
+        fake.push("users:1", "pages:new_message", {"n": 2})
+        await wait_until(lambda: len(client.offsets) == 2, 5, "event through node-b")
+        assert nodes[1].health()[1]["node"]["owners"] == {"pancake": "node-b"}
+        assert time.monotonic() - terminated_at < 15
+    finally:
+        if client is not None:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+        await fake.close()
+    assert client.offsets == [offset for offset, _ in journal(sql, "pancake")]
+
+
+class Publisher(Steady):
+    """POSTs a numbered event to ``room`` every ``interval``, round-robin over the
+    nodes; an event is *accepted* once its POST is answered with an offset."""
+
+    def __init__(self, nodes: list[GatewayProcess], room: str, interval: float = 0.05,
+                 pad: int = 0) -> None:
+        super().__init__(interval)
+        self.nodes = nodes
+        self.room = room
+        self.padding = "x" * pad
+        self.sent_at: dict[int, float] = {}
+        self.accepted: dict[int, int] = {}  # n -> offset
+        self.refused: list[int] = []
+        self.outstanding = 0
+
+    def step(self, n: int) -> None:
+        import treq
+
+        node = self.nodes[n % len(self.nodes)]
+        self.outstanding += 1
+        self.sent_at[n] = time.monotonic()
+
+        async def post() -> None:
+            try:
+                answer = await treq.post(node.url + "/api/publish", json={
+                    "rooms": [self.room], "event": "load", "payload": {"n": n, "pad": self.padding}},
+                    timeout=60)
+                body = await answer.json()
+                if answer.code == 200:
+                    self.accepted[n] = int(body["offset"])
+                else:
+                    self.refused.append(n)
+            except Exception:
+                self.refused.append(n)
+            finally:
+                self.outstanding -= 1
+
+        from twisted.internet.defer import Deferred
+        Deferred.fromCoroutine(post())
+
+
+class SeparatePostgres:
+    """A PostgreSQL of the test's own, which the test may stop and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        import pgserver
+
+        self.server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+        self.url = self.server.get_uri()
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=20)
+
+    async def stop(self) -> None:
+        from twisted.internet.threads import deferToThread
+
+        await deferToThread(self._pg_ctl, "-w", "-m", "fast", "stop")
+
+    async def start(self) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        from twisted.internet.threads import deferToThread
+
+        # Started as pgserver starts it: no TCP, the same socket folder.
+        socket_dir = parse_qs(urlsplit(self.url).query)["host"][0]
+        await deferToThread(self._pg_ctl, "-w", "-o", '-h ""', "-o", f"-k {socket_dir}",
+                            "-l", str(self.server.log), "start")
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
+    postgres = SeparatePostgres(tmp_path)
+    fake = FakePancake(reactor)
+    fake.listen()
+    nodes = two_gateways(tmp_path, postgres.url, *PLUGIN, "--pancake-url", fake.url())
+    clients: list[ResumingClient] = []
+    publisher = Publisher(nodes, "load")
+    try:
+        await start_all(nodes)
+        await fake.wait_joined(2)
+        clients = [ResumingClient([node.port], "load", f"u{i}").start()
+                   for i, node in enumerate(nodes)]
+        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        publisher.start()
+        await wait_until(lambda: len(publisher.accepted) >= 20, 10, "publishing")
+
+        await postgres.stop()
+        await sleep(1.5)
+        await postgres.start()
+        restarted_at = time.monotonic()
+        await wait_until(lambda: len(publisher.accepted) >= publisher.n - 5, 15,
+                         "publishes answered after the restart")
+        # The source is owned again (the old session was stopped with the lock).
+        await wait_until(lambda: owner_of(nodes, "pancake") is not None, 15, "leadership again")
+        await wait_until(lambda: fake.concurrent(TOKEN) == 1, 10, "upstream session again")
+        publisher.stop()
+        await wait_until(lambda: publisher.outstanding == 0, 15, "every publish answered")
+        last = max(publisher.accepted.values())
+        await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
+        assert time.monotonic() - restarted_at < 25
+    finally:
+        publisher.stop()
+        for client in clients:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+        await fake.close()
+        try:
+            with psycopg2.connect(postgres.url) as connection, connection.cursor() as cur:
+                cur.execute("SELECT seq, payload FROM n2_journal"
+                            " WHERE 'load' = ANY(rooms) ORDER BY seq")
+                stored = [(seq, payload["n"]) for seq, payload in cur.fetchall()]
+        finally:
+            postgres.cleanup()
+    # Publishes waiting in a gateway while the database was down were retried, not
+    # refused; every accepted one is stored once, at the offset its answer named.
+    assert publisher.refused == []
+    assert {n: offset for offset, n in stored} == publisher.accepted
+    for client in clients:
+        assert client.offsets == [offset for offset, _ in stored]
+    assert fake.peak_concurrent[TOKEN] == 1
+
+
+class NeverReads:
+    """A raw TCP client that completes the WebSocket handshake, subscribes, and then
+    never reads again (a tiny receive buffer, so the gateway feels it at once)."""
+
+    def __init__(self, port: int, room: str) -> None:
+        import os
+        import socket
+        import struct
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(
+            b"GET /ws?userId=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += self.sock.recv(1)
+        assert answer.startswith(b"HTTP/1.1 101"), answer
+        text = json.dumps({"type": "subscribe", "room": room}).encode()
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+        self.sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(text)) + mask + masked)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_never_reads_does_not_slow_the_others(tmp_path, database_url):
+    nodes = two_gateways(tmp_path, database_url)
+    clients: list[ResumingClient] = []
+    # 64 KB events: the slow client's buffers fill within a second or two.
+    publisher = Publisher(nodes[:1], "busy", interval=0.02, pad=64 * 1024)
+    try:
+        await start_all(nodes)
+        slow = NeverReads(nodes[0].port, "busy")
+        clients = [ResumingClient([node.port], "busy", f"u{i}").start()
+                   for i, node in enumerate(nodes + nodes)]
+        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        publisher.start()
+        await wait_until(lambda: publisher.n >= 150, 10, "publishing")
+        publisher.stop()
+        await wait_until(lambda: publisher.outstanding == 0, 10, "publishes answered")
+        last = max(publisher.accepted.values())
+        await wait_until(lambda: all(c.last >= last for c in clients), 10, "fast clients caught up")
+        hub = get_json(nodes[0].url + "/api/hub/status")
+        # Closed as a slow consumer (4008), counted where the operator looks.
+        assert hub["connections"] == 2, "the slow client is still connected"
+        assert hub["slowClosed"]["ws"] == 1
+        assert get_json(nodes[1].url + "/api/hub/status")["slowClosed"]["ws"] == 0
+        slow.close()
+    finally:
+        publisher.stop()
+        for client in clients:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+
+    by_offset = {offset: n for n, offset in publisher.accepted.items()}
+    for client in clients:
+        assert client.offsets == sorted(by_offset)
+        latencies = [client.received_at[offset] - publisher.sent_at[n] for offset, n in by_offset.items()]
+        assert percentile(latencies, 0.99) < 1.0, f"p99 {percentile(latencies, 0.99):.2f} s"
+
+
+@pytest_twisted.ensureDeferred
+async def test_database_connections_killed_server_side_delivery_goes_on(tmp_path, database_url, sql):
+    nodes = two_gateways(tmp_path, database_url)
+    clients: list[ResumingClient] = []
+    publisher = Publisher(nodes, "steady", interval=0.05)
+    try:
+        await start_all(nodes)
+        clients = [ResumingClient([node.port], "steady", f"u{i}").start()
+                   for i, node in enumerate(nodes)]
+        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        publisher.start()
+        await wait_until(lambda: len(publisher.accepted) >= 10, 10, "publishing")
+        # Every backend of the gateways but their leadership connections: the pool's,
+        # and the LISTEN connection's, wherever the doorbell is listened for.
+        killed = sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                     " AND application_name NOT LIKE 'n2gateway:%%'")
+        assert killed, "no gateway connection to terminate"
+        before = publisher.n
+        await wait_until(lambda: publisher.n >= before + 40, 10, "publishing on")
+        publisher.stop()
+        await wait_until(lambda: publisher.outstanding == 0, 10, "publishes answered")
+        last = max(publisher.accepted.values())
+        await wait_until(lambda: all(c.last >= last for c in clients), 5, "clients caught up")
+    finally:
+        publisher.stop()
+        for client in clients:
+            client.stop()
+        for node in nodes:
+            node.ensure_stopped()
+    assert publisher.refused == []
+    for client in clients:
+        # Still live on the same connection: nothing was closed, nothing missed.
+        assert client.offsets == sorted(publisher.accepted.values())
+        assert len(client.connected_to) == 1
