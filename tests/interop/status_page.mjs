@@ -3,7 +3,8 @@
 // event arrive live there and in "recent events". Prints a JSON verdict.
 import { chromium } from "playwright-core";
 
-const [base, adminToken, screenshot] = process.argv.slice(2);
+// The provider to watch, and the control call that makes its upstream connect.
+const [base, adminToken, screenshot, provider, startPath, startBody] = process.argv.slice(2);
 const auth = { Authorization: "Bearer " + adminToken, "Content-Type": "application/json" };
 const post = (path, body) => fetch(base + path, { method: "POST", headers: auth, body: JSON.stringify(body) })
   .then((r) => { if (!r.ok) throw new Error(path + " answered " + r.status); return r.json(); });
@@ -23,14 +24,14 @@ try {
 
   await step("loaded", () => page.goto(base + "/", { waitUntil: "load" }));
   await step("provider disconnected", () =>
-    page.waitForSelector('[data-provider="tests.support.status_plugin"][data-state="disconnected"]', { timeout: 5000 }));
+    page.waitForSelector(`[data-provider="${provider}"][data-state="disconnected"]`, { timeout: 5000 }));
   await step("logged in", async () => {
     await page.fill("#admin-token", adminToken);
     await page.click('#login button[type="submit"]');
   });
   await step("provider connected", async () => {
-    await post("/api/test-provider/connect", {});
-    await page.waitForSelector('[data-provider="tests.support.status_plugin"][data-state="connected"]', { timeout: 5000 });
+    await post(startPath, JSON.parse(startBody));
+    await page.waitForSelector(`[data-provider="${provider}"][data-state="connected"]`, { timeout: 15000 });
   });
   await step("subscribed", async () => {
     await page.fill("#try-room", "demo:status");
@@ -49,6 +50,7 @@ try {
   await step("event recent", () => page.waitForFunction(() => [...document.querySelectorAll("#recent tbody tr")]
     .some((tr) => tr.cells[1].textContent === "order:created"), null, { timeout: 5000 }));
   verdict.recentText = await page.textContent("#recent");
+  verdict.pageText = await page.textContent("body");
   await page.screenshot({ path: screenshot, fullPage: true });
 } catch (e) {
   verdict.failure = String(e);

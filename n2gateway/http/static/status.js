@@ -112,6 +112,11 @@ $("login").addEventListener("submit", (event) => {
   $("login").hidden = true;
 });
 
+// The same secret-looking field names the gateway redacts in its logs and recent
+// events (n2gateway/redact.py): the page never shows their values.
+const SECRET_NAME = /token|cookie|authori[sz]ation|password|passwd|secret|credential|client_?session|session_?id|api[_-]?key/i;
+const hideSecrets = (key, value) => (SECRET_NAME.test(key) ? "[redacted]" : value);
+
 function tryLine(text) {
   const li = document.createElement("li");
   li.textContent = text;
@@ -133,7 +138,7 @@ $("try").addEventListener("submit", (event) => {
   socket.onmessage = (message) => {
     const frame = JSON.parse(message.data);
     if (frame.type === "subscribed") $("try-state").textContent = "subscribed to " + frame.room;
-    const payload = frame.payload === undefined ? "" : " " + JSON.stringify(frame.payload).slice(0, 200);
+    const payload = frame.payload === undefined ? "" : " " + JSON.stringify(frame.payload, hideSecrets).slice(0, 200);
     const note = frame.message ? " " + frame.message : "";
     tryLine(frame.type + (frame.room ? " @" + frame.room : "") + payload + note);
   };
