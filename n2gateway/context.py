@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 
-from twisted.logger import Logger
-
 from n2gateway.config import Settings
 from n2gateway.db import Database
 from n2gateway.db.listen import Listener
@@ -32,6 +30,3 @@ class PluginContext:
     listener: Listener
     #: ``leadership.claim(source, make_service)``: run a source on one gateway only.
     leadership: Leadership
-
-    def logger(self, namespace: str) -> Logger:
-        return Logger(namespace=namespace)

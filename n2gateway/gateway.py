@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from n2gateway import __version__
 from n2gateway.config import Settings
 from n2gateway.context import PluginContext
-from n2gateway.db import Database, DatabaseUnavailable
+from n2gateway.db import Database, DatabaseUnavailable, retry_delay
 from n2gateway.db.embedded import EmbeddedPostgres
 from n2gateway.db.listen import Listener
 from n2gateway.db.migrations import apply_migrations
@@ -42,10 +42,6 @@ from n2gateway.http.status_page import add_status_page_routes
 from n2gateway.plugins import call_each, migration_folders, plugin_names
 from n2gateway.leadership import Leadership, new_node_id
 
-
-def retry_delay(attempt: int) -> float:
-    """Seconds to wait before database connection attempt ``attempt`` (0-based) + 1."""
-    return min(0.5 * 2 ** attempt, 10.0)
 
 
 class Gateway(service.MultiService):

@@ -19,7 +19,7 @@ from twisted.internet import defer, task
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from n2gateway.db import Database, DatabaseUnavailable, Transaction
+from n2gateway.db import Database, DatabaseUnavailable, Transaction, retry_delay
 
 MAX_PAYLOAD = 1024 * 1024
 READ_BATCH = 1000
@@ -112,7 +112,7 @@ class Journal:
                     "SELECT n2_journal_append(%s::json)",
                     ("[" + ",".join(encoded for encoded, _ in batch) + "]",))
             except DatabaseUnavailable as e:
-                delay = min(0.5 * 2 ** attempt, 10.0)
+                delay = retry_delay(attempt)
                 attempt += 1
                 self.log.warn("journal append waiting for the database ({reason}); "
                               "{count} events pending, retry in {delay:.1f} s",

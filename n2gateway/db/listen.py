@@ -23,7 +23,7 @@ from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from n2gateway.db.pool import Database, describe_error
+from n2gateway.db.pool import Database, describe_error, retry_delay
 
 KEEPALIVE_INTERVAL = 10.0
 KEEPALIVE_TIMEOUT = 5.0
@@ -32,7 +32,7 @@ KEEPALIVE_TIMEOUT = 5.0
 def backoff(attempt: int) -> float:
     """Seconds before reconnection attempt ``attempt`` + 1 (0-based), with jitter so
     that gateways sharing a database do not reconnect in lockstep."""
-    return min(0.5 * 2 ** attempt, 10.0) * random.uniform(0.8, 1.2)
+    return retry_delay(attempt) * random.uniform(0.8, 1.2)
 
 
 def quote_channel(channel: str) -> str:

@@ -36,6 +36,12 @@ def describe_error(error: BaseException) -> str:
     return first_line.split("password")[0].strip() or type(error).__name__
 
 
+def retry_delay(attempt: int) -> float:
+    """Seconds before database retry ``attempt`` + 1 (0-based): 0.5 s doubling to 10 s.
+    The one retry policy of everything that waits for the database."""
+    return min(0.5 * 2 ** attempt, 10.0)
+
+
 def _is_connection_error(error: BaseException) -> bool:
     return isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError)
 

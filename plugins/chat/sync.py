@@ -16,7 +16,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from n2gateway.db import DatabaseUnavailable
+from n2gateway.db import DatabaseUnavailable, retry_delay
 from n2gateway.db.listen import Listener
 
 from plugins.chat.store import ChatStore
@@ -24,10 +24,6 @@ from plugins.chat.store import ChatStore
 MESSAGES_CHANNEL = "chat_messages"
 READ_CHANNEL = "chat_messages_read"
 READ_FLAGS = ("user_id", "read_by_student", "read_by_teacher")
-
-
-def retry_delay(attempt: int) -> float:
-    return min(0.5 * 2 ** attempt, 10.0)
 
 
 def parse_hint(channel: str, payload: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from n2gateway.db import Database
 from n2gateway.db.migrations import CORE_SCHEMA, MigrationError, MigrationFolder, apply_migrations
 from n2gateway.hookspecs import hookimpl
 from n2gateway.plugins import load_plugins, migration_folders
+from tests.support.gateway import SOURCE_PLUGINS
 
 # Seed 000, verbatim: the table the original system created by hand.
 SEED_SQL = """
@@ -146,7 +147,7 @@ async def test_a_plugins_migrations_run_under_its_name_after_the_core(db, sql, t
     plugin_dir = tmp_path / "zalo_migrations"
     plugin_dir.mkdir()
     (plugin_dir / "0001_client_type.sql").write_text(ADD_ZALO)
-    pm = load_plugins(disabled=("chat", "pancake", "tpos"))
+    pm = load_plugins(disabled=SOURCE_PLUGINS)
     pm.register(ZaloPlugin(plugin_dir), name="zalo")
     applied = await apply_migrations(db, migration_folders(pm))
     core = sorted(f"core/{p.name}" for p in CORE_SCHEMA.glob("*.sql"))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest_twisted
 import treq
 
-from tests.support.gateway import GatewayProcess
-from tests.support.ws import NO_SOURCES, WsClient, eventually
+from tests.support.gateway import WITHOUT_SOURCES, GatewayProcess
+from tests.support.ws import WsClient, eventually
 
 
 def hub_ready(url: str) -> bool:
@@ -28,7 +28,7 @@ async def publish(url: str, n: int) -> str:
 @pytest_twisted.ensureDeferred
 async def test_resume_after_sigkill_and_restart_delivers_everything_after_the_offset_once(
         tmp_path, database_url, sql):
-    first = GatewayProcess(tmp_path, "--disable-plugin", ",".join(NO_SOURCES), "--poll-interval",
+    first = GatewayProcess(tmp_path, *WITHOUT_SOURCES, "--poll-interval",
                            "0.2", database_url=database_url).start()
     try:
         await first.wait_healthy()
@@ -48,7 +48,8 @@ async def test_resume_after_sigkill_and_restart_delivers_everything_after_the_of
         sql("SELECT n2_journal_append(%s::json)",
             ('[{"rooms": ["room"], "event": "e", "payload": {"n": %d}}]' % n,))
 
-    second = GatewayProcess(tmp_path, "--disable-plugin", ",".join(NO_SOURCES), "--poll-interval", "0.2", database_url=database_url,
+    second = GatewayProcess(tmp_path, *WITHOUT_SOURCES, "--poll-interval", "0.2",
+                            database_url=database_url,
                             port=first.port).start()
     try:
         await second.wait_healthy()

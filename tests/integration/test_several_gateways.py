@@ -21,11 +21,11 @@ from twisted.internet.task import LoopingCall
 
 from tests.fakes.pancake import FakePancake
 from tests.support.claimed_pancake import TOKEN
-from tests.support.gateway import GatewayProcess, sleep
+from tests.support.gateway import WITHOUT_SOURCES, GatewayProcess, sleep
 from tests.support.wsclient import ResumingClient
 
 # The test plugin claims "pancake" itself: the built-in source plugins stay out.
-PLUGIN = ("--disable-plugin", "chat,pancake,tpos", "--plugin", "tests.support.claimed_pancake")
+PLUGIN = (*WITHOUT_SOURCES, "--plugin", "tests.support.claimed_pancake")
 FAST_POLL = {"N2GATEWAY_POLL_INTERVAL": "0.2"}
 
 

@@ -10,12 +10,10 @@ import pytest_twisted
 import treq
 
 from n2gateway.downstream.auth import issue_token
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import WITHOUT_SOURCES, GatewayProcess
 from tests.support.socketio_peer import SocketIoPeer
 
 SECRET = "interop-secret-of-at-least-32-bytes"
-# The endpoint alone: no plugin publishes into the rooms these tests count.
-NO_SOURCES = ("--disable-plugin", "chat,pancake,tpos")
 
 
 async def publish(gateway: GatewayProcess, rooms: list[str], event: str, payload) -> str:
@@ -32,17 +30,13 @@ def append_directly(sql, rooms: list[str], event: str, payload) -> str:
 
 
 async def connected_peer(gateway: GatewayProcess, sub: str, rooms: list[str]) -> SocketIoPeer:
-    peer = SocketIoPeer.spawn()
-    peer.command("connect", url=gateway.url,
-                 auth={"token": issue_token(SECRET, sub, rooms)})
-    assert (await peer.next("connect"))["recovered"] is False
-    return peer
+    return await SocketIoPeer.connected(gateway.url, {"token": issue_token(SECRET, sub, rooms)})
 
 
 @pytest_twisted.ensureDeferred
 async def test_auth_subscribe_events_and_recovery_after_a_dropped_transport(
         tmp_path, database_url) -> None:
-    gateway = GatewayProcess(tmp_path, *NO_SOURCES, "--jwt-secret", SECRET,
+    gateway = GatewayProcess(tmp_path, *WITHOUT_SOURCES, "--jwt-secret", SECRET,
                              database_url=database_url).start()
     peer = intruder = None
     try:
@@ -88,7 +82,7 @@ async def test_auth_subscribe_events_and_recovery_after_a_dropped_transport(
 @pytest_twisted.ensureDeferred
 async def test_long_polling_and_other_engine_io_versions_get_a_json_400(
         tmp_path, database_url) -> None:
-    gateway = GatewayProcess(tmp_path, *NO_SOURCES, database_url=database_url).start()
+    gateway = GatewayProcess(tmp_path, *WITHOUT_SOURCES, database_url=database_url).start()
     try:
         await gateway.wait_healthy()
         polling = await treq.get(gateway.url + "/socket.io/?EIO=4&transport=polling")
@@ -104,7 +98,7 @@ async def test_long_polling_and_other_engine_io_versions_get_a_json_400(
 @pytest_twisted.ensureDeferred
 async def test_recovered_after_the_gateway_is_killed_without_loss_or_duplicates(
         tmp_path, database_url, sql) -> None:
-    gateway = GatewayProcess(tmp_path, *NO_SOURCES, "--jwt-secret", SECRET,
+    gateway = GatewayProcess(tmp_path, *WITHOUT_SOURCES, "--jwt-secret", SECRET,
                              database_url=database_url).start()
     peer = None
     try:
@@ -120,7 +114,7 @@ async def test_recovered_after_the_gateway_is_killed_without_loss_or_duplicates(
                   for n in range(1, 4)]
         append_directly(sql, ["other"], "message:new", {"n": "not subscribed"})
 
-        gateway = GatewayProcess(tmp_path, *NO_SOURCES, "--jwt-secret", SECRET, port=gateway.port,
+        gateway = GatewayProcess(tmp_path, *WITHOUT_SOURCES, "--jwt-secret", SECRET, port=gateway.port,
                                  database_url=database_url).start()
         await gateway.wait_healthy()
         assert (await peer.next("connect", timeout=20))["recovered"] is True

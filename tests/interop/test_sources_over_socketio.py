@@ -21,9 +21,7 @@ SECRET = "sources-secret-of-at-least-32-bytes"
 
 async def peer_in(gateway: GatewayProcess, sub: str, rooms: list[str],
                   subscribe: list[str]) -> SocketIoPeer:
-    peer = SocketIoPeer.spawn()
-    peer.command("connect", url=gateway.url, auth={"token": issue_token(SECRET, sub, rooms)})
-    assert (await peer.next("connect"))["recovered"] is False
+    peer = await SocketIoPeer.connected(gateway.url, {"token": issue_token(SECRET, sub, rooms)})
     for room in subscribe:
         assert await peer.emit("subscribe", room) == {"ok": True}
     return peer

@@ -30,6 +30,14 @@ class SocketIoPeer(protocol.ProcessProtocol):
                              env=dict(os.environ), path=str(INTEROP))
         return peer
 
+    @classmethod
+    async def connected(cls, url: str, auth: dict) -> "SocketIoPeer":
+        """A new client, connected (as a fresh session) with ``auth``."""
+        peer = cls.spawn()
+        peer.command("connect", url=url, auth=auth)
+        assert (await peer.next("connect"))["recovered"] is False
+        return peer
+
     def outReceived(self, data: bytes) -> None:
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")

@@ -19,8 +19,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from n2gateway.config import Settings
 from n2gateway.gateway import Gateway
 from n2gateway.plugins import load_plugins
-
-NO_SOURCES = ("chat", "pancake", "tpos")
+from tests.support.gateway import SOURCE_PLUGINS
 from tests.support.gateway import free_port, sleep
 
 
@@ -44,8 +43,7 @@ class GatewayInProcess:
         self.port = free_port()
         self.settings = Settings(http=f"tcp:{self.port}:interface=127.0.0.1",
                                  database_url=database_url, data_dir=tmp_path, **settings)
-        # The core alone: a source plugin's own events would shift the offsets tests count.
-        self.gateway = Gateway(self.settings, load_plugins(disabled=NO_SOURCES), reactor)
+        self.gateway = Gateway(self.settings, load_plugins(disabled=SOURCE_PLUGINS), reactor)
 
     @property
     def url(self) -> str:
