@@ -55,7 +55,7 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.support import ROOT, TWISTD
+from bench.support import ROOT, TWISTD, stop_process
 from tests.support.gateway import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -200,12 +200,7 @@ class Side:
         self.log = (workdir / f"{self.name}.log").open("wb")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.log.close()
 
 
