@@ -47,17 +47,30 @@ def _is_connection_error(error: BaseException) -> bool:
 
 
 class Transaction:
-    """The cursor side of a transaction: statements run in order on one connection."""
+    """The cursor side of a transaction: statements run in order on one connection.
+
+    BEGIN travels with the first statement rather than on its own: one round trip
+    fewer for every transaction."""
 
     def __init__(self, cursor: txpostgres.Cursor) -> None:
         self._cursor = cursor
+        self.begun = False
 
     async def execute(self, sql: str, params: Sequence[Any] | dict | None = None) -> None:
+        if not self.begun:
+            self.begun = True
+            sql = "BEGIN; " + sql
         await self._cursor.execute(sql, params)
 
     async def query(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[tuple]:
-        await self._cursor.execute(sql, params)
+        await self.execute(sql, params)
         return self._cursor.fetchall()
+
+    async def end(self, statement: str) -> None:
+        """COMMIT or ROLLBACK, if anything began."""
+        if self.begun:
+            self.begun = False
+            await self._cursor.execute(statement)
 
 
 class WatchedConnection(txpostgres.Connection):
@@ -196,10 +209,21 @@ class Database:
     async def transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
         """Run ``work`` inside BEGIN/COMMIT; an exception rolls back and propagates."""
 
-        def interaction(cursor: txpostgres.Cursor) -> defer.Deferred:
-            return defer.Deferred.fromCoroutine(work(Transaction(cursor)))
+        async def interaction(connection: txpostgres.Connection) -> T:
+            tx = Transaction(connection.cursor())
+            try:
+                result = await work(tx)
+                await tx.end("COMMIT")
+            except BaseException:
+                try:
+                    await tx.end("ROLLBACK")  # a failed COMMIT has rolled back already
+                except Exception:
+                    # Whatever state the connection is in, it must not be reused.
+                    connection.close()
+                raise
+            return result
 
-        return await self._run(lambda c: c.runInteraction(interaction))
+        return await self._run(lambda c: defer.Deferred.fromCoroutine(interaction(c)))
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raise ``DatabaseUnavailable`` unless ``SELECT 1`` answers within ``timeout``."""
