@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from twisted.application import service
 from twisted.internet import defer, task
@@ -23,6 +23,9 @@ from n2gateway.db import Database, DatabaseUnavailable, Transaction, retry_delay
 
 MAX_PAYLOAD = 1024 * 1024
 READ_BATCH = 1000
+#: Appends ``%(batch)s`` (``encode_batch``) and rings the doorbell; one offset a row.
+#: A source may send it together with statements of its own, in one round trip.
+APPEND = "SELECT n2_journal_append(%(batch)s::json)"
 
 
 class JournalFull(Exception):
@@ -62,6 +65,11 @@ def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
     if len(encoded) > MAX_PAYLOAD:
         raise ValueError(f"event over {MAX_PAYLOAD} bytes")
     return encoded
+
+
+def encode_batch(encoded: Iterable[str]) -> str:
+    """Events encoded by ``encode_append``, as the JSON array ``APPEND`` takes."""
+    return "[" + ",".join(encoded) + "]"
 
 
 def _row_to_event(row: tuple) -> Event:
@@ -109,8 +117,7 @@ class Journal:
             batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
             try:
                 rows = await self._db.query(
-                    "SELECT n2_journal_append(%s::json)",
-                    ("[" + ",".join(encoded for encoded, _ in batch) + "]",))
+                    APPEND, {"batch": encode_batch(encoded for encoded, _ in batch)})
             except DatabaseUnavailable as e:
                 delay = retry_delay(attempt)
                 attempt += 1
@@ -138,8 +145,8 @@ class Journal:
         """Append ``(rooms, event, payload)`` items inside the caller's transaction, so a
         source can publish and record its own progress atomically (no duplicate after
         a crash). The hub sees them once the transaction commits."""
-        encoded = [encode_append(*event) for event in events]
-        rows = await tx.query("SELECT n2_journal_append(%s::json)", ("[" + ",".join(encoded) + "]",))
+        batch = encode_batch([encode_append(*event) for event in events])
+        rows = await tx.query(APPEND, {"batch": batch})
         return [offset for (offset,) in rows]
 
     def close(self) -> None:
