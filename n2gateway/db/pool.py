@@ -50,7 +50,7 @@ class Transaction:
     """The cursor side of a transaction: statements run in order on one connection.
 
     BEGIN travels with the first statement rather than on its own: one round trip
-    fewer for every transaction."""
+    fewer for every transaction (``commit`` saves the COMMIT's own, too)."""
 
     def __init__(self, cursor: txpostgres.Cursor) -> None:
         self._cursor = cursor
@@ -64,6 +64,16 @@ class Transaction:
 
     async def query(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[tuple]:
         await self.execute(sql, params)
+        return self._cursor.fetchall()
+
+    async def commit(self, sql: str, params: Sequence[Any] | dict | None, *,
+                     then: str) -> list[tuple]:
+        """The transaction's last statements: ``sql``, COMMIT, then the query ``then``
+        outside the transaction (a look at what was just committed), in one round
+        trip; returns the rows of ``then``. An error in ``then`` is raised although
+        the transaction has committed."""
+        await self.execute(f"{sql};\nCOMMIT;\n{then}", params)
+        self.begun = False
         return self._cursor.fetchall()
 
     async def end(self, statement: str) -> None:

@@ -32,9 +32,9 @@ starts at the table's largest id.
 
 Exactly once
 ------------
-Each batch is one REPEATABLE READ transaction: lock the cursor row and read the
-rows (one round trip), then append the events to the journal, record the ids and
-move ``low`` (one more). A crash before COMMIT relays nothing; after it, the ids are
+Each batch is one REPEATABLE READ transaction of two round trips: lock the cursor
+row and read the rows; then append the events to the journal, record the ids, move
+``low`` and COMMIT. A crash before COMMIT relays nothing; after it, the ids are
 recorded. Two
 gateways running the sync at once serialize on the cursor row (the loser of a
 concurrent update retries).
@@ -69,8 +69,7 @@ class SyncResult:
 
 
 # Records the relayed ids, moves ``low`` over those that run on from it and over
-# settled gaps (module docstring), forgets the ids at or below the new ``low``, and
-# answers the new ``low`` and how many relayed ids still wait above it.
+# settled gaps (module docstring), and forgets the ids at or below the new ``low``.
 RECORD = """
     INSERT INTO n2_chat_relayed (messages_table, chat_id, seen_xmax)
     SELECT %(table)s, x, pg_snapshot_xmax(pg_current_snapshot())
@@ -91,8 +90,9 @@ RECORD = """
     WHERE messages_table = %(table)s;
 
     DELETE FROM n2_chat_relayed WHERE messages_table = %(table)s
-      AND chat_id <= (SELECT low FROM n2_chat_cursor WHERE messages_table = %(table)s);
-
+      AND chat_id <= (SELECT low FROM n2_chat_cursor WHERE messages_table = %(table)s)"""
+# After COMMIT: the cursor and how many relayed ids still wait above it.
+PROGRESS = """
     SELECT low, (SELECT COUNT(*) FROM n2_chat_relayed WHERE messages_table = %(table)s)
     FROM n2_chat_cursor WHERE messages_table = %(table)s"""
 
@@ -219,13 +219,13 @@ class ChatStore:
 
     async def _record(self, tx: Transaction, events: list[tuple[list[str], str, Any]], low: int,
                       fetched: list[int], ceiling: int | None) -> tuple[int, int]:
-        """Append ``events`` to the journal, record ``fetched`` as relayed and move
-        ``low`` up, in one round trip; returns the new ``low`` and how many relayed
+        """Append ``events`` to the journal, record ``fetched`` as relayed, move ``low``
+        up and COMMIT, in one round trip; returns the new ``low`` and how many relayed
         ids wait above it."""
         sql, params = RECORD, {"table": self.tables.messages, "low": low, "fetched": fetched,
                                "ceiling": ceiling, "grace": self.grace}
         if events:
             sql = f"{APPEND};\n{sql}"
             params["batch"] = encode_batch([encode_append(*event) for event in events])
-        (new_low, waiting), = await tx.query(sql, params)
+        (new_low, waiting), = await tx.commit(sql, params, then=PROGRESS)
         return new_low, waiting

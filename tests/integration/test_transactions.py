@@ -38,6 +38,26 @@ async def test_begin_travels_with_the_first_statement(db, sql, round_trips):
 
 
 @pytest_twisted.ensureDeferred
+async def test_commit_with_the_last_statements_and_a_look_after_it(db, sql, round_trips):
+    async def work(tx):
+        await tx.execute("INSERT INTO notes VALUES (1)")
+        return await tx.commit("INSERT INTO notes VALUES (%(n)s)", {"n": 2},
+                               then="SELECT COUNT(*) FROM notes")
+
+    assert await db.transaction(work) == [(2,)]
+    assert len(round_trips) == 2
+    assert sql("SELECT n FROM notes ORDER BY n") == [(1,), (2,)]
+
+    async def fails_before_commit(tx):
+        await tx.execute("INSERT INTO notes VALUES (3)")
+        await tx.commit("INSERT INTO notes VALUES ('not a number')", None, then="SELECT 1")
+
+    with pytest.raises(psycopg2.errors.InvalidTextRepresentation):
+        await db.transaction(fails_before_commit)
+    assert sql("SELECT n FROM notes ORDER BY n") == [(1,), (2,)]
+
+
+@pytest_twisted.ensureDeferred
 async def test_work_that_fails_leaves_nothing_and_a_clean_connection(db, sql):
     async def raises(tx):
         await tx.execute("INSERT INTO notes VALUES (1)")
