@@ -68,8 +68,13 @@ class SyncResult:
     more: bool = False  # the batch was full: call again
 
 
-# Records the relayed ids, moves ``low`` over those that run on from it and over
-# settled gaps (module docstring), and forgets the ids at or below the new ``low``.
+# The usual batch: nothing was waiting and the ids run on from low + 1 without a
+# hole, so low moves to the last of them and there is nothing to record.
+ADVANCE = """
+    UPDATE n2_chat_cursor SET low = %(last)s
+    WHERE messages_table = %(table)s AND low < %(last)s"""
+# Any other batch: records the relayed ids, moves ``low`` over those that run on from
+# it and over settled gaps (module docstring), and forgets the ids at or below it.
 RECORD = """
     INSERT INTO n2_chat_relayed (messages_table, chat_id, seen_xmax)
     SELECT %(table)s, x, pg_snapshot_xmax(pg_current_snapshot())
@@ -117,8 +122,10 @@ class ChatStore:
         # new rows above it in one round trip (one row of NULLs when there are none).
         self._lock_and_fetch = f"""
             SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
-            SELECT k.low, n.chat_id, n.user_id, n.sender, n.payload
-            FROM (SELECT low FROM n2_chat_cursor WHERE messages_table = %(table)s FOR UPDATE) k
+            SELECT k.low, k.waiting, n.chat_id, n.user_id, n.sender, n.payload
+            FROM (SELECT low, EXISTS (SELECT 1 FROM n2_chat_relayed r
+                                      WHERE r.messages_table = %(table)s) AS waiting
+                  FROM n2_chat_cursor WHERE messages_table = %(table)s FOR UPDATE) k
             LEFT JOIN LATERAL (
                 SELECT c.chat_id, c.user_id, c.sender,
                        to_jsonb(c) || jsonb_build_object('users', jsonb_build_object(
@@ -176,8 +183,8 @@ class ChatStore:
                     announce: bool) -> SyncResult:
         table = self.tables.messages
         found = await tx.query(self._lock_and_fetch, {"table": table, "batch": self._batch})
-        low = found[0][0]
-        rows = [row[1:] for row in found if row[1] is not None]
+        low, held = found[0][:2]  # held: relayed ids wait above low
+        rows = [row[2:] for row in found if row[2] is not None]
         result = SyncResult(more=len(rows) == self._batch)
         events: list[tuple[list[str], str, Any]] = []
         for _, user_id, sender, payload in rows:
@@ -194,7 +201,8 @@ class ChatStore:
         if events or announce:
             events.append((["staff"], "users:updated", None))
         result.low, result.waiting = await self._record(
-            tx, events, low, sorted(fetched), ceiling=max(fetched) if result.more else None)
+            tx, events, low, held, sorted(fetched),
+            ceiling=max(fetched) if result.more else None)
         return result
 
     async def _read_events(self, tx: Transaction, reads: dict[int, dict | None],
@@ -218,12 +226,16 @@ class ChatStore:
         return events
 
     async def _record(self, tx: Transaction, events: list[tuple[list[str], str, Any]], low: int,
-                      fetched: list[int], ceiling: int | None) -> tuple[int, int]:
+                      held: bool, fetched: list[int], ceiling: int | None) -> tuple[int, int]:
         """Append ``events`` to the journal, record ``fetched`` as relayed, move ``low``
         up and COMMIT, in one round trip; returns the new ``low`` and how many relayed
         ids wait above it."""
-        sql, params = RECORD, {"table": self.tables.messages, "low": low, "fetched": fetched,
-                               "ceiling": ceiling, "grace": self.grace}
+        params = {"table": self.tables.messages, "low": low, "fetched": fetched,
+                  "ceiling": ceiling, "grace": self.grace}
+        if not held and fetched == list(range(low + 1, low + 1 + len(fetched))):
+            sql, params["last"] = ADVANCE, low + len(fetched)
+        else:
+            sql = RECORD
         if events:
             sql = f"{APPEND};\n{sql}"
             params["batch"] = encode_batch([encode_append(*event) for event in events])
