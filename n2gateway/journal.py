@@ -44,8 +44,17 @@ class Event:
         return json.loads(self.payload_json)
 
 
+@dataclass(frozen=True, slots=True)
+class JsonText:
+    """A payload that is JSON text already (read from the database as ``::text``): the
+    event takes it as it is, without decoding it and encoding it again."""
+
+    text: str
+
+
 def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
-    """Check one append and encode it for the batch; ``ValueError`` says what is wrong."""
+    """Check one append and encode it for the batch; ``ValueError`` says what is wrong.
+    ``payload`` is anything JSON-serializable, or a ``JsonText``."""
     if isinstance(rooms, str) or not rooms or not all(isinstance(r, str) and r for r in rooms):
         raise ValueError("rooms must be a non-empty list of room names")
     if not isinstance(event, str) or not event:
@@ -53,11 +62,15 @@ def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
     # Refused here, alone: in the database it would fail its whole batch.
     if "\x00" in event or any("\x00" in r for r in rooms):
         raise ValueError("rooms and event must not contain NUL characters")
+    raw = payload.text if isinstance(payload, JsonText) else None
     try:
         encoded = json.dumps({"rooms": list(dict.fromkeys(rooms)), "event": event,
-                              "payload": payload}, separators=(",", ":"), ensure_ascii=False)
+                              "payload": None if raw is not None else payload},
+                             separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as e:
         raise ValueError(f"payload is not JSON-serializable: {e}") from None
+    if raw is not None:
+        encoded = encoded[:-len("null}")] + raw + "}"
     try:
         encoded.encode("utf-8")
     except UnicodeEncodeError:

@@ -48,7 +48,7 @@ from typing import Any
 import psycopg2.errors
 
 from n2gateway.db import Database, Transaction
-from n2gateway.journal import APPEND, encode_append, encode_batch
+from n2gateway.journal import APPEND, JsonText, encode_append, encode_batch
 
 from plugins.chat.schema import Tables, ensure_schema
 
@@ -122,7 +122,7 @@ class ChatStore:
         # new rows above it in one round trip (one row of NULLs when there are none).
         self._lock_and_fetch = f"""
             SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
-            SELECT k.low, k.waiting, n.chat_id, n.user_id, n.sender, n.payload
+            SELECT k.low, k.waiting, n.chat_id, n.user_id, n.sender, n.payload::text
             FROM (SELECT low, EXISTS (SELECT 1 FROM n2_chat_relayed r
                                       WHERE r.messages_table = %(table)s) AS waiting
                   FROM n2_chat_cursor WHERE messages_table = %(table)s FOR UPDATE) k
@@ -190,7 +190,7 @@ class ChatStore:
         for _, user_id, sender, payload in rows:
             rooms = rooms_for(user_id, sender)
             if rooms:
-                events.append((rooms, "message:new", payload))
+                events.append((rooms, "message:new", JsonText(payload)))
         result.relayed = len(events)
 
         events += await self._read_events(tx, reads, result)
