@@ -23,7 +23,7 @@ async def test_status_page_shows_providers_traffic_and_live_events(
     gateway = GatewayProcess(tmp_path, "--admin-token", ADMIN, "--disable-plugin", "chat,tpos",
                              "--pancake-url", fake.url(), database_url=database_url).start()
     try:
-        # The leadership hands Pancake to this gateway after its grace period.
+        # Held once the leadership's first check hands Pancake to this gateway.
         while not (await gateway.wait_healthy())["plugins"]["pancake"]["held"]:
             await sleep(0.2)
         screenshot = artifacts_dir / "status-page.png"
