@@ -20,12 +20,14 @@ from twisted.internet import reactor
 from twisted.internet.task import LoopingCall
 
 from tests.fakes.pancake import FakePancake
-from tests.support.claimed_pancake import TOKEN
-from tests.support.gateway import WITHOUT_SOURCES, GatewayProcess, sleep
+from tests.support.gateway import GatewayProcess, sleep
 from tests.support.wsclient import ResumingClient
 
-# The test plugin claims "pancake" itself: the built-in source plugins stay out.
-PLUGIN = (*WITHOUT_SOURCES, "--plugin", "tests.support.claimed_pancake")
+# The Pancake plugin as shipped; the other sources stay out.
+PANCAKE_ONLY = ("--disable-plugin", "chat,tpos")
+TOKEN = "fault-test-token"
+NEW_TOKEN = "fault-test-token-2"
+CREDENTIALS = {"token": TOKEN, "userId": "1", "pageIds": ["p1"]}
 FAST_POLL = {"N2GATEWAY_POLL_INTERVAL": "0.2"}
 
 
@@ -50,6 +52,21 @@ async def start_all(nodes: list[GatewayProcess]) -> None:
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=3) as answer:
         return json.loads(answer.read())
+
+
+def post_json(url: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def pancake_gateways(tmp_path: Path, database_url: str, fake: FakePancake) -> list[GatewayProcess]:
+    return two_gateways(tmp_path, database_url, *PANCAKE_ONLY, "--pancake-url", fake.url())
+
+
+def node_id(node: GatewayProcess) -> str:
+    return node.args[node.args.index("--node-id") + 1]
 
 
 async def wait_until(predicate, timeout: float, what: str) -> float:
@@ -113,11 +130,12 @@ def journal(sql, room: str) -> list[tuple[int, int]]:
 async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path, database_url, sql):
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = two_gateways(tmp_path, database_url, *PLUGIN, "--pancake-url", fake.url())
+    nodes = pancake_gateways(tmp_path, database_url, fake)
     clients: list[ResumingClient] = []
     stream = None
     try:
         await start_all(nodes)
+        post_json(nodes[0].url + "/api/realtime/start", CREDENTIALS)
         await fake.wait_joined(2)
         # Each client starts on its own node; the killed node's client moves over.
         clients = [ResumingClient([n.port for n in nodes[i:] + nodes[:i]], "pancake", f"u{i}").start()
@@ -129,7 +147,7 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
         owner = owner_of(nodes, "pancake")
         survivor = next(n for n in nodes if n is not owner)
         assert get_json(survivor.url + "/api/hub/status")["node"]["owners"] == {
-            "pancake": owner.args[owner.args.index("--node-id") + 1]}
+            "pancake": node_id(owner)}
         killed_at = time.monotonic()
         await owner.kill()
         took = await wait_until(lambda: fake.concurrent(TOKEN) == 1 and fake.join_count >= 4,
@@ -173,14 +191,17 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
         tmp_path, database_url, sql):
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = two_gateways(tmp_path, database_url, *PLUGIN, "--pancake-url", fake.url())
+    nodes = pancake_gateways(tmp_path, database_url, fake)
     client = None
     try:
         nodes[0].start()
         await nodes[0].wait_healthy()
-        await fake.wait_joined(2)
+        await wait_until(lambda: owner_of(nodes[:1], "pancake"), 10, "node-a owning pancake")
         nodes[1].start()
         await nodes[1].wait_healthy()
+        # Credentials given to the node that does not hold Pancake reach the one that does.
+        post_json(nodes[1].url + "/api/realtime/start", CREDENTIALS)
+        await fake.wait_joined(2)
         # Both nodes say who they are and agree on who owns what.
         for node, name in zip(nodes, ("node-a", "node-b")):
             health = node.health()[1]["node"]
@@ -298,11 +319,12 @@ async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
     postgres = SeparatePostgres(tmp_path)
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = two_gateways(tmp_path, postgres.url, *PLUGIN, "--pancake-url", fake.url())
+    nodes = pancake_gateways(tmp_path, postgres.url, fake)
     clients: list[ResumingClient] = []
     publisher = Publisher(nodes, "load")
     try:
         await start_all(nodes)
+        post_json(nodes[1].url + "/api/realtime/start", CREDENTIALS)
         await fake.wait_joined(2)
         clients = [ResumingClient([node.port], "load", f"u{i}").start()
                    for i, node in enumerate(nodes)]
@@ -454,3 +476,45 @@ async def test_database_connections_killed_server_side_delivery_goes_on(tmp_path
         # Still live on the same connection: nothing was closed, nothing missed.
         assert client.offsets == sorted(publisher.accepted.values())
         assert len(client.connected_to) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_any_node_starts_changes_and_stops_the_session_the_owner_holds(tmp_path, database_url):
+    fake = FakePancake(reactor)
+    fake.listen()
+    nodes = pancake_gateways(tmp_path, database_url, fake)
+    try:
+        await start_all(nodes)
+        await wait_until(lambda: owner_of(nodes, "pancake"), 10, "an owner")
+        owner = owner_of(nodes, "pancake")
+        other = next(n for n in nodes if n is not owner)
+
+        answer = post_json(other.url + "/api/realtime/start", CREDENTIALS)
+        assert answer["success"] and answer["credentialsSaved"]
+        await fake.wait_joined(2)
+        await wait_until(lambda: get_json(owner.url + "/api/realtime/status")["connected"], 5,
+                         "owner connected")
+        # Either node's status names the owner; only the owner holds the session.
+        for node in nodes:
+            status = get_json(node.url + "/api/realtime/status")
+            assert status["owner"] == node_id(owner)
+            assert status["held"] is (node is owner)
+
+        post_json(other.url + "/api/realtime/start", {**CREDENTIALS, "token": NEW_TOKEN})
+        await wait_until(lambda: fake.concurrent(NEW_TOKEN) == 1 and fake.concurrent(TOKEN) == 0,
+                         5, "session replaced with the new token")
+
+        assert post_json(other.url + "/api/realtime/stop")["success"]
+        await wait_until(lambda: not fake.open_sessions, 5, "session ended")
+        await wait_until(lambda: not get_json(owner.url + "/api/realtime/status")["hasToken"], 5,
+                         "owner's status cleared")
+        await sleep(1)
+        assert not fake.open_sessions  # stopped, not reconnecting
+    finally:
+        for node in nodes:
+            node.ensure_stopped()
+        await fake.close()
+    assert fake.peak_concurrent[TOKEN] == 1 and fake.peak_concurrent[NEW_TOKEN] == 1
+    assert len(fake.sessions) == 2
+    logs = "".join(node.log_text() for node in nodes)
+    assert TOKEN not in logs
