@@ -518,3 +518,44 @@ async def test_any_node_starts_changes_and_stops_the_session_the_owner_holds(tmp
     assert len(fake.sessions) == 2
     logs = "".join(node.log_text() for node in nodes)
     assert TOKEN not in logs
+
+
+@pytest_twisted.ensureDeferred
+async def test_chat_sync_runs_on_one_node_and_the_next_goes_on_from_its_cursor(
+        tmp_path, database_url, sql):
+    nodes = two_gateways(tmp_path, database_url, "--disable-plugin", "pancake,tpos")
+    written: list[int] = []
+
+    def write(count: int) -> None:
+        for _ in range(count):
+            written.append(sql("INSERT INTO chats (user_id, sender, message)"
+                               " VALUES (1, 'student', 'hi') RETURNING chat_id")[0][0])
+
+    def relayed() -> list[int]:
+        return [chat_id for (chat_id,) in sql(
+            "SELECT (payload ->> 'chat_id')::int FROM n2_journal"
+            " WHERE event = 'message:new' ORDER BY seq")]
+
+    try:
+        await start_all(nodes)
+        await wait_until(lambda: owner_of(nodes, "chat"), 10, "a chat owner")
+        owner = owner_of(nodes, "chat")
+        other = next(n for n in nodes if n is not owner)
+        await wait_until(lambda: owner.health()[1]["plugins"]["chat"].get("cursor") is not None,
+                         10, "chat tables ready")
+        write(20)
+        await wait_until(lambda: len(relayed()) == 20, 10, "first messages relayed")
+        assert owner.health()[1]["plugins"]["chat"]["held"] is True
+        idle = other.health()[1]["plugins"]["chat"]
+        assert (idle["held"], idle["relayed"]) == (False, 0)
+
+        await owner.kill()
+        write(20)  # while nobody runs the sync
+        await wait_until(lambda: owner_of([other], "chat"), 15, "takeover")
+        write(20)
+        await wait_until(lambda: len(relayed()) >= 60, 10, "every message relayed")
+        await sleep(0.5)
+    finally:
+        for node in nodes:
+            node.ensure_stopped()
+    assert relayed() == written  # each once, in order, across the handover
