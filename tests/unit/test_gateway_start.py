@@ -53,6 +53,19 @@ class FlakyDatabase:
             raise DatabaseUnavailable(self.reason)
 
 
+@pytest.mark.parametrize("message, kept", [
+    ('connection to server at "db", port 5432 failed: FATAL:  password authentication'
+     ' failed for user "n2"', 'password authentication failed for user "n2"'),
+    ("could not connect: postgresql://n2:s3cret-pw@db/n2 refused", "postgresql://n2:[redacted]@db/n2"),
+    ("bad options: host=db password=s3cret-pw user=n2", "password=[redacted] user=n2"),
+    ("bad options: password='s3cret pw' user=n2", "password=[redacted] user=n2"),
+])
+def test_database_errors_keep_their_reason_and_lose_any_password(message, kept):
+    described = describe_error(psycopg2.OperationalError(message + "\nDETAIL: more"))
+    assert kept in described
+    assert "s3cret" not in described and "DETAIL" not in described
+
+
 def test_retry_delays_grow_and_are_capped():
     delays = [retry_delay(n) for n in range(8)]
     assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
