@@ -157,10 +157,18 @@ class Gateway(service.MultiService):
         if self._stopping:
             return
         self.db.configure(dsn)
-        await self._wait_for_database()
-        if self._stopping:
-            return
-        await apply_migrations(self.db, migration_folders(self.pm))
+        while not self._stopping:
+            await self._wait_for_database()
+            if self._stopping:
+                return
+            try:
+                await apply_migrations(self.db, migration_folders(self.pm))
+                break
+            except DatabaseUnavailable as e:
+                # Each migration is its own transaction and applies once: wait, go on.
+                self.database_state, self.database_error = "starting", str(e)
+                self.log.warn("database lost during migrations ({reason}); waiting for it",
+                              reason=str(e))
         if self._stopping:
             return
         self.core_services.setServiceParent(self)

@@ -111,6 +111,33 @@ def test_the_gateway_retries_with_growing_delays_and_says_why(tmp_path, log_line
     assert clock.getDelayedCalls() == []
 
 
+def test_a_database_lost_during_migrations_is_waited_for(tmp_path, log_lines, monkeypatch):
+    clock = Clock()
+    settings = build_settings({"database-url": URL, "data-dir": str(tmp_path)}, {}, clock)
+    gateway = Gateway(settings, load_plugins(), clock)
+    flaky = FlakyDatabase(failures=0, reason="")
+    gateway.db.ping = flaky.ping
+    runs = []
+
+    async def migrations(db, folders):
+        runs.append(len(runs))
+        if len(runs) == 1:
+            flaky.failures = flaky.pings + 1  # the next ping fails too
+            raise DatabaseUnavailable("server closed the connection unexpectedly")
+        return []
+
+    import n2gateway.gateway as module
+    monkeypatch.setattr(module, "apply_migrations", migrations)
+    gateway.startService()
+    assert runs == [0] and gateway.database_state == "starting" and not gateway.ready
+    clock.advance(0.5)
+    assert runs == [0, 1] and gateway.ready
+    assert any("database lost during migrations" in line for line in log_lines)
+    assert not [line for line in log_lines if "start-up failed" in line]
+    gateway.stopService()
+    assert clock.getDelayedCalls() == []
+
+
 def test_stopping_while_waiting_for_the_database_cancels_the_wait(tmp_path, log_lines):
     clock = Clock()
     settings = build_settings({"database-url": URL, "data-dir": str(tmp_path)}, {}, clock)
