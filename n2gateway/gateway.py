@@ -63,7 +63,8 @@ class Gateway(service.MultiService):
         self.listener.subscribe("n2_journal", lambda payload: self.hub.wake(),
                                 on_recovered=self.hub.wake)
         self.authenticator = Authenticator(settings.jwt_secret)
-        socketio = SocketIoFactory(self.hub, self.authenticator, SessionStore(self.db), reactor)
+        socketio = SocketIoFactory(self.hub, self.authenticator,
+                                   SessionStore(self.db, ttl=settings.recovery_ttl), reactor)
         self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
                           "socket.io": socketio}
         self.node_id = settings.node_id or new_node_id()

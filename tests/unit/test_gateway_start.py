@@ -221,3 +221,11 @@ def test_health_is_not_ok_until_start_up_is_over(tmp_path, monkeypatch):
     code, answer = health()
     assert (code, answer["status"]) == (200, "ok")
     gateway.stopService()
+
+
+def test_the_recovery_ttl_reaches_the_socketio_sessions(tmp_path):
+    clock = Clock()
+    settings = build_settings({"database-url": URL, "data-dir": str(tmp_path),
+                               "recovery-ttl": "5m"}, {}, clock)
+    sessions = Gateway(settings, load_plugins(), clock).endpoints["socket.io"].sessions
+    assert sessions.ttl == 300.0
