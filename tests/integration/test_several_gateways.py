@@ -78,6 +78,15 @@ async def wait_until(predicate, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+def stop_all(nodes: list[GatewayProcess], *stoppable) -> None:
+    """Stop what a test started (streams, publishers, clients), then its gateways."""
+    for thing in stoppable:
+        if thing is not None:
+            thing.stop()
+    for node in nodes:
+        node.ensure_stopped()
+
+
 def owner_of(nodes: list[GatewayProcess], source: str) -> GatewayProcess | None:
     for node in nodes:
         answer = node.health()
@@ -161,12 +170,7 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
         last = journal(sql, "pancake")[-1][0]
         await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
     finally:
-        if stream is not None:
-            stream.stop()
-        for client in clients:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, stream, *clients)
         await fake.close()
 
     events = journal(sql, "pancake")
@@ -232,10 +236,7 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
         assert nodes[1].health()[1]["node"]["owners"] == {"pancake": "node-b"}
         assert time.monotonic() - terminated_at < 15
     finally:
-        if client is not None:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, client)
         await fake.close()
     assert client.offsets == [offset for offset, _ in journal(sql, "pancake")]
 
@@ -347,11 +348,7 @@ async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
         await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
         assert time.monotonic() - restarted_at < 25
     finally:
-        publisher.stop()
-        for client in clients:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, publisher, *clients)
         await fake.close()
         try:
             with psycopg2.connect(postgres.url) as connection, connection.cursor() as cur:
@@ -428,11 +425,7 @@ async def test_a_client_that_never_reads_does_not_slow_the_others(tmp_path, data
         assert get_json(nodes[1].url + "/api/hub/status")["slowClosed"]["ws"] == 0
         slow.close()
     finally:
-        publisher.stop()
-        for client in clients:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, publisher, *clients)
 
     by_offset = {offset: n for n, offset in publisher.accepted.items()}
     for client in clients:
@@ -466,11 +459,7 @@ async def test_database_connections_killed_server_side_delivery_goes_on(tmp_path
         last = max(publisher.accepted.values())
         await wait_until(lambda: all(c.last >= last for c in clients), 5, "clients caught up")
     finally:
-        publisher.stop()
-        for client in clients:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, publisher, *clients)
     assert publisher.refused == []
     for client in clients:
         # Still live on the same connection: nothing was closed, nothing missed.
@@ -511,8 +500,7 @@ async def test_any_node_starts_changes_and_stops_the_session_the_owner_holds(tmp
         await sleep(1)
         assert not fake.open_sessions  # stopped, not reconnecting
     finally:
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes)
         await fake.close()
     assert fake.peak_concurrent[TOKEN] == 1 and fake.peak_concurrent[NEW_TOKEN] == 1
     assert len(fake.sessions) == 2
@@ -556,6 +544,5 @@ async def test_chat_sync_runs_on_one_node_and_the_next_goes_on_from_its_cursor(
         await wait_until(lambda: len(relayed()) >= 60, 10, "every message relayed")
         await sleep(0.5)
     finally:
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes)
     assert relayed() == written  # each once, in order, across the handover
