@@ -26,6 +26,16 @@ READ_BATCH = 1000
 #: Appends ``%(batch)s`` (``encode_batch``) and rings the doorbell; one offset a row.
 #: A source may send it together with statements of its own, in one round trip.
 APPEND = "SELECT n2_journal_append(%(batch)s::json)"
+# A page read from the journal stops once it holds this many payload bytes (a page of
+# a thousand 1 MiB events would otherwise be a gigabyte in memory at once).
+READ_BYTES = 8 * 1024 * 1024
+
+
+def is_full_page(events: Sequence[Event], limit: int = READ_BATCH,
+                 max_bytes: int = READ_BYTES) -> bool:
+    """Whether a page may have more events behind it (it was cut by count or by size).
+    A UTF-8 character is at most 4 bytes: counting characters errs towards one more read."""
+    return len(events) >= limit or 4 * sum(len(e.payload_json) for e in events) >= max_bytes
 
 
 class JournalFull(Exception):
@@ -168,19 +178,27 @@ class Journal:
         while self._pending:
             self._pending.popleft()[1].errback(DatabaseUnavailable("the gateway is stopping"))
 
-    async def read_after(self, offset: int, limit: int = READ_BATCH) -> list[Event]:
-        rows = await self._db.query(
-            "SELECT seq, rooms, event, payload::text FROM n2_journal"
-            " WHERE seq > %s ORDER BY seq LIMIT %s", (offset, limit))
-        return [_row_to_event(r) for r in rows]
+    async def read_after(self, offset: int, limit: int = READ_BATCH,
+                         max_bytes: int = READ_BYTES) -> list[Event]:
+        """Events after ``offset``, oldest first: a page (see ``is_full_page``)."""
+        return await self._page("seq > %s", (offset,), limit, max_bytes)
 
     async def replay(self, rooms: Collection[str], after: int, through: int,
-                     limit: int = READ_BATCH) -> list[Event]:
+                     limit: int = READ_BATCH, max_bytes: int = READ_BYTES) -> list[Event]:
         """Events in any of ``rooms`` with ``after < offset <= through``, oldest first."""
+        return await self._page("seq > %s AND seq <= %s AND rooms && %s::text[]",
+                                (after, through, list(rooms)), limit, max_bytes)
+
+    async def _page(self, where: str, params: tuple, limit: int, max_bytes: int) -> list[Event]:
+        # Rows are kept while the bytes before them are under max_bytes: one huge event
+        # still makes a page of its own.
         rows = await self._db.query(
-            "SELECT seq, rooms, event, payload::text FROM n2_journal"
-            " WHERE seq > %s AND seq <= %s AND rooms && %s::text[] ORDER BY seq LIMIT %s",
-            (after, through, list(rooms), limit))
+            "SELECT seq, rooms, event, payload FROM ("
+            " SELECT seq, rooms, event, payload::text AS payload,"
+            " sum(octet_length(payload::text)) OVER (ORDER BY seq) AS upto"
+            f" FROM n2_journal WHERE {where} ORDER BY seq LIMIT %s) page"
+            " WHERE upto - octet_length(payload) < %s ORDER BY seq",
+            (*params, limit, max_bytes))
         return [_row_to_event(r) for r in rows]
 
     async def tail(self, limit: int) -> list[Event]:

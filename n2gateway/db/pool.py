@@ -17,6 +17,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from txpostgres import txpostgres
 
+from n2gateway.redact import scrub_text
+
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 5.0
@@ -31,9 +33,9 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, defer.TimeoutError | defer.CancelledError):
         return "timed out"
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    # libpq messages name host and port, never the password; cut anything after
-    # "password" anyway, in case a future libpq quotes a DSN.
-    return first_line.split("password")[0].strip() or type(error).__name__
+    # libpq messages name host and port, never the password; scrub connection
+    # strings anyway, in case one is quoted ("password authentication failed" stays).
+    return scrub_text(first_line).strip() or type(error).__name__
 
 
 def retry_delay(attempt: int) -> float:
