@@ -229,7 +229,8 @@ class Gateway(Side):
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as answer:
-                    if json.loads(answer.read())["plugins"].get("chat", {}).get("listening"):
+                    chat = json.loads(answer.read())["plugins"].get("chat", {})
+                    if chat.get("held") and chat.get("listening"):  # it runs the sync
                         return
             except OSError:
                 pass
