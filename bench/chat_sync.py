@@ -27,7 +27,9 @@ One side at a time (the other is stopped), the insert rate rises step by step; e
 step inserts for ``--seconds``, then waits up to ``--drain`` seconds for every client
 to have every row. A step is **sustained** when
 
-* the writer kept to the target (achieved rate within 5 %),
+* the writer kept to the target: achieved rate within 5 % and pgbench's mean
+  schedule lag at most 10 ms (inserts that start late because PostgreSQL or the
+  machine cannot take them would hide that wait from the latency),
 * every client received every row exactly once (zero loss, no duplicate),
 * delivery kept up: the median latency of the rows inserted in the last tenth of the
   step is at most 1.5 × the p99 of those inserted in the first half, plus 10 ms (a
@@ -72,6 +74,7 @@ NODE_MODULES = ROOT / "tests" / "interop" / "node_modules"
 RATES = "500,700,1000,1400,2000,2800,4000,5600,8000,11000,16000"
 P99_LIMIT_MS = 500
 RATE_TOLERANCE = 0.05
+WRITER_LAG_MS = 10
 SEED_SCHEMA = """
 CREATE TABLE users (user_id SERIAL PRIMARY KEY, full_name TEXT, avatar_url TEXT);
 CREATE TABLE chats (chat_id SERIAL PRIMARY KEY, user_id INTEGER, sender TEXT NOT NULL,
@@ -131,6 +134,8 @@ class Step:
         why = []
         if abs(self.achieved - self.rate) > RATE_TOLERANCE * self.rate:
             why.append("writer off target")
+        if self.inserted.lag_ms > WRITER_LAG_MS:
+            why.append("writer behind")
         if self.received < self.inserted.sent:
             why.append(f"lost {self.inserted.sent - self.received}")
         if self.duplicates:
@@ -168,10 +173,12 @@ class Writer:
         if answer.returncode != 0:
             raise SystemExit(f"pgbench failed: {answer.stderr[-2000:]}")
         lag = re.search(r"schedule lag: avg ([\d.]+)", answer.stdout)
+        if lag is None:
+            raise SystemExit(f"pgbench reported no schedule lag: {answer.stdout[-2000:]}")
         with psycopg2.connect(self.url) as connection, connection.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM chats WHERE message LIKE %s", (tag + " %",))
             (sent,), = cur.fetchall()
-        return Inserted(sent, started, float(lag.group(1)) if lag else float("nan"))
+        return Inserted(sent, started, float(lag.group(1)))
 
 
 class Clients:
