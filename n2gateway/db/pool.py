@@ -69,14 +69,14 @@ class Transaction:
         return self._cursor.fetchall()
 
     async def commit(self, sql: str, params: Sequence[Any] | dict | None, *,
-                     then: str) -> list[tuple]:
+                     then: str | None = None) -> list[tuple]:
         """The transaction's last statements: ``sql``, COMMIT, then the query ``then``
-        outside the transaction (a look at what was just committed), in one round
-        trip; returns the rows of ``then``. An error in ``then`` is raised although
-        the transaction has committed."""
-        await self.execute(f"{sql};\nCOMMIT;\n{then}", params)
+        (if any) outside the transaction, a look at what was just committed, in one
+        round trip; returns the rows of ``then``. An error in ``then`` is raised
+        although the transaction has committed."""
+        await self.execute(f"{sql};\nCOMMIT" + (f";\n{then}" if then else ""), params)
         self.begun = False
-        return self._cursor.fetchall()
+        return self._cursor.fetchall() if then else []
 
     async def end(self, statement: str) -> None:
         """COMMIT or ROLLBACK, if anything began."""

@@ -232,12 +232,16 @@ class ChatStore:
         ids wait above it."""
         params = {"table": self.tables.messages, "low": low, "fetched": fetched,
                   "ceiling": ceiling, "grace": self.grace}
-        if not held and fetched == list(range(low + 1, low + 1 + len(fetched))):
+        usual = not held and fetched == list(range(low + 1, low + 1 + len(fetched)))
+        if usual:
             sql, params["last"] = ADVANCE, low + len(fetched)
         else:
             sql = RECORD
         if events:
             sql = f"{APPEND};\n{sql}"
             params["batch"] = encode_batch([encode_append(*event) for event in events])
+        if usual:  # nothing waits, and the cursor row is locked until COMMIT: no need to look
+            await tx.commit(sql, params)
+            return low + len(fetched), 0
         (new_low, waiting), = await tx.commit(sql, params, then=PROGRESS)
         return new_low, waiting

@@ -48,13 +48,20 @@ async def test_commit_with_the_last_statements_and_a_look_after_it(db, sql, roun
     assert len(round_trips) == 2
     assert sql("SELECT n FROM notes ORDER BY n") == [(1,), (2,)]
 
+    async def without_a_look(tx):
+        return await tx.commit("INSERT INTO notes VALUES (%(n)s)", {"n": 3})
+
+    round_trips.clear()
+    assert await db.transaction(without_a_look) == []
+    assert len(round_trips) == 1 and sql("SELECT COUNT(*) FROM notes") == [(3,)]
+
     async def fails_before_commit(tx):
-        await tx.execute("INSERT INTO notes VALUES (3)")
+        await tx.execute("INSERT INTO notes VALUES (4)")
         await tx.commit("INSERT INTO notes VALUES ('not a number')", None, then="SELECT 1")
 
     with pytest.raises(psycopg2.errors.InvalidTextRepresentation):
         await db.transaction(fails_before_commit)
-    assert sql("SELECT n FROM notes ORDER BY n") == [(1,), (2,)]
+    assert sql("SELECT n FROM notes ORDER BY n") == [(1,), (2,), (3,)]
 
 
 @pytest_twisted.ensureDeferred
