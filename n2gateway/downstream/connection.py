@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import txaio
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import PreparedMessage
 
 from n2gateway.downstream.auth import Identity
 from n2gateway.downstream.outbox import SLOW_CONSUMER_CODE, Outbox
+from n2gateway.downstream.write_now import write_now
 from n2gateway.hub import Session
 
 # Application close codes (WebSocket reserves all but 1000 and 3000-4999 for itself).
@@ -37,6 +39,16 @@ class DownstreamProtocol(WebSocketServerProtocol):
         self.session = self.factory.hub.connect(identity, self.factory.wire, self.outbox)
         self.session.join(identity.own_room)
         return self.session
+
+    def sendPreparedMessage(self, preparedMsg: PreparedMessage) -> None:
+        # The broadcast hot path, once per receiver and event. Autobahn's own builds
+        # the (colourised) arguments of a debug log line on every call, debug on or
+        # not, and leaves the bytes to the reactor's next pass. Every endpoint refuses
+        # compression, so the prepared bytes are what it would write.
+        if self._perMessageCompress is None and not self.send_queue:
+            write_now(self.transport, preparedMsg.payloadHybi)
+        else:
+            super().sendPreparedMessage(preparedMsg)
 
     def _close_from_hub(self, code: int, reason: str) -> None:
         if code == SLOW_CONSUMER_CODE:
