@@ -39,27 +39,20 @@ def factory(kind: type[protocol.Protocol]) -> protocol.ClientFactory:
     return made
 
 
-async def accepted(server: protocol.Factory, client: socket.socket, port) -> Server:
-    client.connect(("127.0.0.1", port.getHost().port))
-    client.setblocking(False)
-    await eventually(lambda: server.connected)
-    return server.connected[0]
-
-
-@pytest_twisted.ensureDeferred
-async def test_bytes_are_on_the_wire_before_the_reactor_runs_again():
+@pytest_twisted.async_yield_fixture
+async def loopback():
+    """``(server side, client socket)``: a Twisted TCP connection accepted from a raw,
+    non-blocking client socket that the test reads (or not) itself."""
     server = factory(Server)
     port = reactor.listenTCP(0, server, interface="127.0.0.1")
     client = socket.socket()
-    try:
-        peer = await accepted(server, client, port)
-        write_now(peer.transport, b"hello")
-        # No reactor turn in between: the client can already read them.
-        assert client.recv(100) == b"hello"
-    finally:
-        client.close()
-        await port.stopListening()
-        await eventually(lambda: server.lost)
+    client.connect(("127.0.0.1", port.getHost().port))
+    client.setblocking(False)
+    await eventually(lambda: server.connected)
+    yield server.connected[0], client
+    client.close()
+    await port.stopListening()
+    await eventually(lambda: server.lost)
 
 
 def read_some(client: socket.socket, into: bytearray, most: int = 1 << 30) -> bool:
@@ -75,29 +68,41 @@ def read_some(client: socket.socket, into: bytearray, most: int = 1 << 30) -> bo
 
 
 @pytest_twisted.ensureDeferred
-async def test_bytes_queued_by_twisted_go_before_later_ones():
-    server = factory(Server)
-    port = reactor.listenTCP(0, server, interface="127.0.0.1")
-    client = socket.socket()
-    try:
-        peer = await accepted(server, client, port)
-        big = bytes(range(256)) * (64 * 1024)  # 16 MiB, beyond any loopback buffer
-        write_now(peer.transport, big)  # the rest of it waits in Twisted's buffer
-        received = bytearray()
-        # The client makes room in the socket before the reactor writes the rest:
-        # a later write must still not overtake what Twisted holds.
-        assert read_some(client, received, most=1 << 20)
-        write_now(peer.transport, b"<tail>")
+async def test_bytes_are_on_the_wire_before_the_reactor_runs_again(loopback):
+    peer, client = loopback
+    write_now(peer.transport, b"hello")
+    # No reactor turn in between: the client can already read them.
+    assert client.recv(100) == b"hello"
 
-        def all_read() -> bool:
-            read_some(client, received)
-            return len(received) == len(big) + 6
 
-        await eventually(all_read, timeout=20)
-        assert received == big + b"<tail>"
-    finally:
-        client.close()
-        await port.stopListening()
+@pytest_twisted.ensureDeferred
+async def test_bytes_queued_by_twisted_go_before_later_ones(loopback):
+    peer, client = loopback
+    big = bytes(range(256)) * (64 * 1024)  # 16 MiB, beyond any loopback buffer
+    write_now(peer.transport, big)  # the rest of it waits in Twisted's buffer
+    received = bytearray()
+    # The client makes room in the socket before the reactor writes the rest:
+    # a later write must still not overtake what Twisted holds.
+    assert read_some(client, received, most=1 << 20)
+    write_now(peer.transport, b"<tail>")
+
+    def all_read() -> bool:
+        read_some(client, received)
+        return len(received) == len(big) + 6
+
+    await eventually(all_read, timeout=20)
+    assert received == big + b"<tail>"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_reset_by_the_peer_is_still_noticed(loopback):
+    peer, client = loopback
+    peer.transport.pauseProducing()  # not reading: only the writes can notice
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()  # linger 0: a reset
+    for _ in range(3):
+        write_now(peer.transport, b"x" * 1000)
+    await eventually(lambda: peer.factory.lost)
 
 
 @pytest_twisted.ensureDeferred
@@ -114,23 +119,6 @@ async def test_under_tls_the_bytes_are_encrypted_by_twisted():
         await eventually(lambda: clients.connected[0].received == b"over tls")
     finally:
         connector.disconnect()
-        await port.stopListening()
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_connection_reset_by_the_peer_is_still_noticed():
-    server = factory(Server)
-    port = reactor.listenTCP(0, server, interface="127.0.0.1")
-    client = socket.socket()
-    try:
-        peer = await accepted(server, client, port)
-        peer.transport.pauseProducing()  # not reading: only the writes can notice
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        client.close()  # linger 0: a reset
-        for _ in range(3):
-            write_now(peer.transport, b"x" * 1000)
-        await eventually(lambda: server.lost)
-    finally:
         await port.stopListening()
 
 
