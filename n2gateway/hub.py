@@ -125,15 +125,20 @@ class Session:
     def rooms(self) -> list[str]:
         return sorted(self.subscriptions)
 
-    def offer(self, event: Event, frames: dict, out: Outgoing) -> None:
-        """A live event in at least one of this session's rooms; its frame goes to ``out``."""
+    def offer(self, event: Event, frames: dict, out: Outgoing | None) -> None:
+        """A live event in at least one of this session's rooms; its frame goes to
+        ``out`` if given, else straight to the channel."""
         replaying = []
         for room in event.rooms:
             subscription = self.subscriptions.get(room)
             if subscription is None or subscription.since >= event.offset:
                 continue
             if subscription.live:
-                out.add(self.channel, self._frame(event, room, frames))
+                frame = self._frame(event, room, frames)
+                if out is None:
+                    self.channel.send_prepared(frame)
+                else:
+                    out.add(self.channel, frame)
                 return
             replaying.append(subscription)
         # Held by every replaying room: the first to go live sends it, the others
@@ -325,11 +330,12 @@ class Hub(service.Service):
                 self._wanted = False
                 events = await self.journal.read_after(self.head, READ_BATCH)
                 written = 0
-                out = Outgoing()
+                # One event (the usual case below saturation) goes straight out.
+                out = Outgoing() if len(events) > 1 else None
                 try:
                     for event in events:
                         if written > TURN_BYTES:
-                            out.flush()
+                            out.flush()  # past a first event: out is an Outgoing
                             written = 0
                             await task.deferLater(self.reactor, 0)
                             if not self.running:
@@ -337,7 +343,8 @@ class Hub(service.Service):
                         self.dispatch(event, out)
                         written += len(event.payload_json)
                 finally:
-                    out.flush()
+                    if out is not None:
+                        out.flush()
                 if len(events) == READ_BATCH:
                     self._wanted = True  # a full page may have more behind it
         except DatabaseUnavailable as e:
@@ -351,7 +358,6 @@ class Hub(service.Service):
     def dispatch(self, event: Event, out: Outgoing | None = None) -> None:
         """Hand ``event`` to the sessions in its rooms; with ``out``, their frames wait
         there for the caller's flush."""
-        batch = out if out is not None else Outgoing()
         receivers: set[Session] = set()
         for room in event.rooms:
             members = self.rooms.get(room)
@@ -359,9 +365,7 @@ class Hub(service.Service):
                 receivers.update(members)
         frames: dict = {}
         for session in receivers:
-            session.offer(event, frames, batch)
-        if out is None:
-            batch.flush()
+            session.offer(event, frames, out)
         self.head = event.offset
         self.delivered += len(receivers)
         self.traffic.count(event.rooms[0], len(receivers))
