@@ -1,51 +1,58 @@
-// N socket.io-client connections in one room; publishes at rising rates and reports,
-// per rate, deliveries/s and the p99 publish-to-delivery latency as JSON lines.
-// argv: kind (n2gateway|reference) url clients rates(comma) seconds
+// `count` socket.io-client connections in one room, in this one Node process; the
+// Socket.IO broadcast benchmark runs several of these side by side.
+// usage: node broadcast_clients.mjs <url> <first id> <count> <room>
+// Prints READY <connected> once every client is connected and subscribed. Each
+// "bench" event carries {t: publish time in ms since the epoch, i, step}; receipts
+// are kept per step as a 1-ms latency histogram. On stdin, `report <step>` prints
+// that step's JSON line {step, received, buckets, disconnected} and forgets it: what
+// arrives for a step after its report is not counted anywhere.
 import { createRequire } from "node:module";
+import { createInterface } from "node:readline";
+
 const require = createRequire(new URL("../tests/interop/package.json", import.meta.url));
 const { io } = require("socket.io-client");
 
-const [kind, url, clientCount, rateList, seconds] = process.argv.slice(2);
-const ROOM = "bench";
-let latencies = [];
+const [url, first, count, room] = process.argv.slice(2);
+const CONCURRENT = 50;
+const steps = new Map(); // step -> {received, buckets: Map<ms, n>}
+const reported = new Set();
+let disconnected = 0;
 
-function open(auth) {
-  return io(url, { transports: ["websocket"], auth, reconnection: false, forceNew: true });
+function receive(payload) {
+  if (reported.has(payload.step)) return;
+  let step = steps.get(payload.step);
+  if (!step) steps.set(payload.step, step = { received: 0, buckets: new Map() });
+  const ms = Math.max(0, Math.round(Date.now() - payload.t));
+  step.received += 1;
+  step.buckets.set(ms, (step.buckets.get(ms) ?? 0) + 1);
 }
 
-const clients = [];
-for (let i = 0; i < Number(clientCount); i++) {
-  const socket = open({ userId: `bench${i}` });
-  socket.on("tick", (payload) => latencies.push(Date.now() - payload.t));
-  clients.push(new Promise((resolve) => socket.on("connect", () =>
-    socket.emit("subscribe", ROOM, () => resolve(socket)))));
-}
-await Promise.all(clients);
-const publisher = kind === "reference" ? open({ userId: "publisher" }) : null;
-
-async function publish(n) {
-  const payload = { t: Date.now(), n };
-  if (publisher) publisher.emit("publish", ROOM, "tick", payload);
-  else await fetch(url + "/api/publish", { method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ rooms: [ROOM], event: "tick", payload }) });
+function open(id) {
+  return new Promise((resolve, reject) => {
+    const socket = io(url, { transports: ["websocket"], auth: { userId: `bench${id}` },
+      reconnection: false, forceNew: true });
+    socket.on("bench", receive);
+    socket.on("disconnect", () => { disconnected += 1; });
+    socket.on("connect_error", reject);
+    socket.on("connect", () => socket.emit("subscribe", room, (answer) =>
+      answer?.ok ? resolve(socket) : reject(new Error(JSON.stringify(answer)))));
+  });
 }
 
-for (const rate of rateList.split(",").map(Number)) {
-  latencies = [];
-  const total = Math.round(rate * Number(seconds));
-  const started = Date.now();
-  for (let n = 0; n < total; n++) {
-    const due = started + (n * 1000) / rate;
-    const wait = due - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    publish(n);
-  }
-  await new Promise((r) => setTimeout(r, 1000)); // let the tail arrive
-  const elapsed = (Date.now() - started) / 1000 - 1;
-  latencies.sort((a, b) => a - b);
-  const expected = total * Number(clientCount);
-  const p99 = latencies.length ? latencies[Math.floor(latencies.length * 0.99) - 1] ?? latencies.at(-1) : null;
-  process.stdout.write(JSON.stringify({ kind, rate, expected, delivered: latencies.length,
-    deliveriesPerSecond: Math.round(latencies.length / elapsed), p99 }) + "\n");
+const ids = Array.from({ length: Number(count) }, (_, k) => Number(first) + k);
+let connected = 0;
+for (let k = 0; k < ids.length; k += CONCURRENT) {
+  connected += (await Promise.all(ids.slice(k, k + CONCURRENT).map(open))).length;
 }
-process.exit(0);
+process.stdout.write(`READY ${connected}\n`);
+
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const [command, arg] = line.trim().split(/\s+/);
+  if (command !== "report") return;
+  const id = Number(arg);
+  const step = steps.get(id) ?? { received: 0, buckets: new Map() };
+  steps.delete(id);
+  reported.add(id);
+  process.stdout.write(JSON.stringify({ step: id, received: step.received,
+    buckets: Object.fromEntries(step.buckets), disconnected }) + "\n");
+}).on("close", () => process.exit(0));

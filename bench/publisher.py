@@ -1,12 +1,16 @@
 """A bench-only plugin (``--plugin bench.publisher``): publishes at a set rate through
 ``context.publish``, as an in-process source would, stamping each payload with the
-wall-clock time of the publish call so clients can measure publish-to-receive."""
+wall-clock time of the publish call so clients can measure publish-to-receive.
+
+``POST /api/bench/run {rate, seconds, rooms, step?}`` publishes ``bench`` events
+``{t, i, step}`` and answers once every one of them is durable (or failed), so the
+answer comes from the gateway process that ran it even when several share a port."""
 
 from __future__ import annotations
 
 import time
 
-from twisted.internet import task
+from twisted.internet import defer, task
 
 from n2gateway.hookspecs import hookimpl
 
@@ -15,15 +19,17 @@ RUN_BODY = {
     "type": "object", "required": ["rate", "seconds", "rooms"], "additionalProperties": False,
     "properties": {"rate": {"type": "number", "minimum": 1},
                    "seconds": {"type": "number", "minimum": 0.1},
-                   "rooms": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
+                   "rooms": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                   "step": {"type": "integer", "minimum": 0}},
 }
 
 
 class Run:
-    def __init__(self, context, rate: float, seconds: float, rooms: list[str]) -> None:
-        self.context, self.rate, self.rooms = context, rate, rooms
-        self.total = int(rate * seconds)
+    def __init__(self, context, rate: float, seconds: float, rooms: list[str], step: int) -> None:
+        self.context, self.rate, self.rooms, self.step = context, rate, rooms, step
+        self.total = max(1, int(rate * seconds))
         self.published = self.durable = self.failed = 0
+        self.finished: defer.Deferred = defer.Deferred()
         self.started = context.reactor.seconds()
         self.loop = task.LoopingCall(self.tick)
         self.loop.clock = context.reactor
@@ -33,7 +39,8 @@ class Run:
         due = min(self.total, int((self.context.reactor.seconds() - self.started) * self.rate) + 1)
         while self.published < due:
             room = self.rooms[self.published % len(self.rooms)]
-            d = self.context.publish([room], "bench", {"t": time.time() * 1000, "i": self.published})
+            d = self.context.publish([room], "bench", {"t": time.time() * 1000,
+                                                       "i": self.published, "step": self.step})
             d.addCallbacks(self._durable, self._failed)
             self.published += 1
         if self.published >= self.total:
@@ -41,9 +48,15 @@ class Run:
 
     def _durable(self, _offset) -> None:
         self.durable += 1
+        self._settled()
 
     def _failed(self, _failure) -> None:
         self.failed += 1
+        self._settled()
+
+    def _settled(self) -> None:
+        if self.durable + self.failed == self.total:
+            self.finished.callback(self.state())
 
     def state(self) -> dict:
         return {"published": self.published, "durable": self.durable, "failed": self.failed,
@@ -52,15 +65,10 @@ class Run:
 
 @hookimpl
 def n2gateway_routes(context, routes) -> None:
-    runs: list[Run] = []
-
-    async def start(request) -> dict:
+    async def run(request) -> dict:
         body = request.body
-        runs.append(Run(context, body["rate"], body["seconds"], body["rooms"]))
-        return runs[-1].state()
+        return await Run(context, body["rate"], body["seconds"], body["rooms"],
+                         body.get("step", 0)).finished
 
-    async def state(request) -> dict:
-        return runs[-1].state() if runs else {}
-
-    routes.add("POST", "/api/bench/run", start, body=RUN_BODY, summary="bench: publish at a rate")
-    routes.add("GET", "/api/bench/run", state, summary="bench: progress of the last run")
+    routes.add("POST", "/api/bench/run", run, body=RUN_BODY,
+               summary="bench: publish at a rate, answer when every event is durable")

@@ -26,6 +26,7 @@ import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet import defer, reactor, task
 
+from bench.support import reuseport_gateways
 from tests.fakes.pancake import FakePancake
 from tests.support.gateway import GatewayProcess, free_port, sleep
 
@@ -57,22 +58,10 @@ async def wait_until(predicate, timeout: float) -> None:
         await sleep(0.02)
 
 
-def gateways(folder: Path, count: int, database_url: str, port: int, *args: str) -> list:
-    made = []
-    for i in range(count):
-        sub = folder / f"g{i}"
-        sub.mkdir(parents=True)
-        node = GatewayProcess(sub, "--node-id", f"g{i}", *args, database_url=database_url,
-                              env={"N2GATEWAY_POLL_INTERVAL": "0.2"}, port=port)
-        node.args[1] = f"reuseport:{port}:interface=127.0.0.1"
-        made.append(node)
-    return made
-
-
 async def broadcast(folder: Path, database_url: str, count: int, clients: int, events: int) -> float:
 
     port = free_port()
-    nodes = gateways(folder, count, database_url, port)
+    nodes = reuseport_gateways(folder, count, database_url, port, "--poll-interval", "0.2")
     try:
         for node in nodes:
             node.start()

@@ -1,13 +1,29 @@
 """Socket.IO broadcast benchmark: n2gateway next to a plain Node socket.io server.
 
-Both serve the same N clients (socket.io-client, in one separate Node process) in
-one room, and get the same events at rising rates; the figure is the deliveries/s
-reached with the p99 publish-to-delivery latency at or under 100 ms. Loopback only,
-every step bounded in time.
+Every side (the reference, and n2gateway as each of ``--gateways`` counts of
+processes) serves its own ``--clients`` socket.io-client connections, spread over
+``--client-processes`` Node processes (``bench/broadcast_clients.mjs``), all in one
+room, and broadcasts ``bench`` events at rising rates. Events come from inside the
+server on both sides, with no publish hop from a client: n2gateway's from the bench
+publisher plugin (``bench/publisher.py``, ``context.publish``: journal, then hub
+fan-out), the reference's from a timer in ``bench/reference_server.mjs`` (the same
+10-ms tick). Latency is the publish call's wall-clock time, stamped in the payload,
+to the client's receipt.
 
-    python -m bench.socketio_broadcast [--clients 1000] [--rates 5,10,20,50,100] [--seconds 3]
+All sides are up at once and take turns at each rate, in rotating order, so a
+disturbance of the shared machine falls on all of them alike; the CPU that other
+processes used during a step is reported with it, and a step during which they
+used more than ``--other-limit`` cores is run again (``--retries`` times at most). Every step is tagged in its
+payloads and counts what arrived within its publishing time plus ``--drain`` quiet
+seconds, so nothing of it leaks into the next; what did not arrive by then is
+lost. A warm-up step comes first and is not counted. A side stops rising after two
+steps in a row miss the target; its headline is the most deliveries/s of a step
+with p99 <= 100 ms and nothing lost.
 
-The gateway runs with an embedded PostgreSQL unless DATABASE_URL is set.
+n2gateway's processes share one port (``reuseport:``) and one database on one
+PostgreSQL (pgserver; each gateway group has its own database), the scale-out design.
+
+    python -m bench.socketio_broadcast [--gateways 1,2] [--rates 10,20,40,...] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -15,97 +31,333 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+
+from bench.support import percentile, raise_file_limit, reuseport_gateways
+from tests.support.gateway import WITHOUT_SOURCES, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+ROOM = "bench"
 P99_LIMIT_MS = 100
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready after {timeout} s")
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    wanted = set(pids)
+    grown = True
+    while grown:
+        children = {pid for pid, parent in parents.items() if parent in wanted} - wanted
+        grown = bool(children)
+        wanted |= children
+    return sum(times.get(pid, 0.0) for pid in wanted)
 
 
-def run_clients(node: str, kind: str, url: str, args: argparse.Namespace) -> list[dict]:
-    steps = len(args.rates.split(","))
-    answer = subprocess.run(
-        [node, str(HERE / "broadcast_clients.mjs"), kind, url, str(args.clients), args.rates,
-         str(args.seconds)],
-        capture_output=True, text=True, timeout=60 + steps * (args.seconds + 5) * 2)
-    if answer.returncode != 0:
-        raise SystemExit(f"{kind} clients failed: {answer.stderr[-2000:]}")
-    return [json.loads(line) for line in answer.stdout.splitlines()]
+def read_line(process: subprocess.Popen, what: str) -> str:
+    line = process.stdout.readline()
+    if not line:
+        raise SystemExit(f"{what} exited (code {process.wait()})")
+    return line.strip()
 
 
-def best(rows: list[dict]) -> dict | None:
-    within = [r for r in rows if r["p99"] is not None and r["p99"] <= P99_LIMIT_MS
-              and r["delivered"] == r["expected"]]
-    return max(within, key=lambda r: r["deliveriesPerSecond"], default=None)
+class ClientFleet:
+    """``total`` socket.io-client connections over ``processes`` Node processes."""
+
+    def __init__(self, node: str, url: str, total: int, processes: int) -> None:
+        per = -(-total // processes)
+        self.processes = [
+            subprocess.Popen([node, str(HERE / "broadcast_clients.mjs"), url, str(first),
+                              str(min(per, total - first)), ROOM],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for first in range(0, total, per)]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    def wait_ready(self) -> int:
+        return sum(int(read_line(p, "a client process").split()[1]) for p in self.processes)
+
+    def report(self, step: int) -> dict:
+        """What every process received of ``step``, its histograms merged."""
+        for process in self.processes:
+            process.stdin.write(f"report {step}\n")
+            process.stdin.flush()
+        merged = {"received": 0, "disconnected": 0, "buckets": {}}
+        for process in self.processes:
+            answer = json.loads(read_line(process, "a client process"))
+            merged["received"] += answer["received"]
+            merged["disconnected"] += answer["disconnected"]
+            for ms, n in answer["buckets"].items():
+                merged["buckets"][int(ms)] = merged["buckets"].get(int(ms), 0) + n
+        return merged
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stdin.close()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class Reference:
+    """``bench/reference_server.mjs``: socket.io 4.8 in one Node process."""
+
+    def __init__(self, node: str) -> None:
+        self.name = "reference"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [node, str(HERE / "reference_server.mjs"), str(self.port), ROOM],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        read_line(self.process, "the reference server")
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.process.pid]
+
+    def publish(self, step: int, rate: float, seconds: float) -> int:
+        self.process.stdin.write(f"run {step} {rate} {seconds}\n")
+        self.process.stdin.flush()
+        return int(read_line(self.process, "the reference server").split()[2])
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(10)
+
+
+class Gateways:
+    """``count`` n2gateway processes on one port and one database, with the bench publisher."""
+
+    def __init__(self, count: int, folder: Path, database_url: str, postmaster: int) -> None:
+        self.name = f"n2gateway ×{count}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.postmaster = postmaster
+        self.nodes = reuseport_gateways(folder, count, database_url, self.port,
+                                        "--plugin", "bench.publisher", *WITHOUT_SOURCES)
+        for node in self.nodes:
+            node.start()
+        deadline = time.monotonic() + 120
+        while not all((node.health() or (0,))[0] == 200 for node in self.nodes):
+            if time.monotonic() > deadline or any(n.process.poll() is not None for n in self.nodes):
+                raise SystemExit("a gateway did not start:\n" + self.nodes[0].log_text()[-2000:])
+            time.sleep(0.2)
+
+    @property
+    def pids(self) -> list[int]:
+        return [node.process.pid for node in self.nodes] + [self.postmaster]
+
+    def publish(self, step: int, rate: float, seconds: float) -> int:
+        body = json.dumps({"rate": rate, "seconds": seconds, "rooms": [ROOM], "step": step})
+        request = urllib.request.Request(self.url + "/api/bench/run", data=body.encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=seconds + 60) as answer:
+            state = json.loads(answer.read())
+        return state["durable"]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.process.terminate()
+        for node in self.nodes:
+            node.process.wait(30)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (every core, every process)."""
+    user, nice, system, idle, iowait, *rest = (int(v) for v in
+                                                Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + sum(rest)) / CLOCK_TICKS
+
+
+@dataclass
+class Step:
+    side: str
+    rate: float
+    expected: int
+    received: int
+    deliveries_per_second: float
+    p50: int
+    p99: int
+    disconnected: int
+    # Cores busy while publishing: the side's server(s), its clients, and everything
+    # else on the machine (another job's load shows here).
+    server_cpu: float
+    clients_cpu: float
+    other_cpu: float
+
+    @property
+    def within(self) -> bool:
+        return self.received == self.expected and self.p99 <= P99_LIMIT_MS and not self.disconnected
+
+    def row(self) -> str:
+        gone = f" ({self.disconnected} disconnected)" if self.disconnected else ""
+        return (f"| {self.side} | {self.rate:g} | {self.received:,} / {self.expected:,}{gone} | "
+                f"{self.deliveries_per_second:,.0f} | {self.p50} | {self.p99:,} | "
+                f"{self.server_cpu:.2f} / {self.clients_cpu:.2f} / {self.other_cpu:.2f} | "
+                f"{'yes' if self.within else 'no'} |")
+
+
+class Side:
+    """One server under test with its own client fleet, stepping through the rates."""
+
+    def __init__(self, server, node: str, args: argparse.Namespace) -> None:
+        self.server, self.args = server, args
+        self.fleet = ClientFleet(node, server.url, args.clients, args.client_processes)
+        self.ready = self.fleet.wait_ready()
+        self.steps: list[Step] = []
+        self.misses = 0
+        self.tagged = 0  # the last step id used in payloads (0: the warm-up)
+
+    @property
+    def rising(self) -> bool:
+        """Two misses in a row (or a client dropped) end a side's climb."""
+        return self.misses < 2 and not any(s.disconnected for s in self.steps)
+
+    def warm_up(self) -> None:
+        self.server.publish(0, self.args.warmup_rate, self.args.warmup_seconds)
+        time.sleep(self.args.drain)
+        self.fleet.report(0)
+
+    def step(self, rate: float) -> Step:
+        """One rate, again while other processes disturbed it (up to ``--retries`` times)."""
+        for _ in range(1 + self.args.retries):
+            step = self._measure(rate)
+            sys.stderr.write(step.row() + "\n")
+            if step.other_cpu <= self.args.other_limit:
+                break
+        self.steps.append(step)
+        self.misses = 0 if step.within else self.misses + 1
+        return step
+
+    def _measure(self, rate: float) -> Step:
+        self.tagged += 1
+        number, seconds = self.tagged, self.args.seconds
+        before = (cpu_seconds(self.server.pids), cpu_seconds(self.fleet.pids),
+                  busy_cpu_seconds(), time.monotonic())
+        published = self.server.publish(number, rate, seconds)
+        elapsed = time.monotonic() - before[3]
+        server = cpu_seconds(self.server.pids) - before[0]
+        clients = cpu_seconds(self.fleet.pids) - before[1]
+        other = busy_cpu_seconds() - before[2] - server - clients
+        time.sleep(self.args.drain)
+        got = self.fleet.report(number)
+        return Step(self.server.name, rate, published * self.ready, got["received"],
+                    got["received"] / seconds, percentile(got["buckets"], 0.5),
+                    percentile(got["buckets"], 0.99), got["disconnected"],
+                    server / elapsed, clients / elapsed, max(0.0, other / elapsed))
+
+
+def climb(sides: list[Side], rates: list[float]) -> None:
+    """Each rate on every side still rising, one side after the other, the order
+    rotating from rate to rate: a disturbance in time falls on all sides alike."""
+    for number, rate in enumerate(rates):
+        rising = [side for side in sides if side.rising]
+        if not rising:
+            return
+        shift = number % len(rising)
+        for side in rising[shift:] + rising[:shift]:
+            side.step(rate)
+
+
+def headline(steps: list[Step]) -> float:
+    return max((s.deliveries_per_second for s in steps if s.within), default=0.0)
+
+
+def report(sides: list[Side], args: argparse.Namespace, command: str) -> str:
+    best = {side.server.name: headline(side.steps) for side in sides}
+    reference = best.pop("reference")
+    node_version = subprocess.run(["node", "--version"], capture_output=True, text=True)
+    lines = [
+        f"Command: `{command}`", "",
+        f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"Node {node_version.stdout.strip()}; per side {args.clients:,} clients over "
+        f"{args.client_processes} Node processes; {args.seconds:g} s per rate + "
+        f"{args.drain:g} s drain; a step during which other processes used over "
+        f"{args.other_limit:g} cores is run again (up to {args.retries} times); warm-up "
+        f"{args.warmup_rate:g}/s for {args.warmup_seconds:g} s.",
+        "",
+        "| side | events/s | delivered / expected | deliveries/s | p50 ms | p99 ms "
+        "| CPU cores: server / clients / other | within target |",
+        "|---|---|---|---|---|---|---|---|",
+        *(s.row() for side in sides for s in side.steps), "",
+        f"- reference: **{reference:,.0f} deliveries/s** at p99 ≤ {P99_LIMIT_MS} ms, none lost",
+    ]
+    for name, figure in best.items():
+        ratio = f"{figure / reference:.2f}×" if reference else "n/a"
+        lines.append(f"- {name}: **{figure:,.0f} deliveries/s**, **{ratio} the reference**")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--rates", default="5,10,20,50,100", help="events/s, comma list")
-    parser.add_argument("--seconds", type=float, default=3.0, help="per rate")
+    parser = argparse.ArgumentParser(prog="python -m bench.socketio_broadcast",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=1000, help="per side")
+    parser.add_argument("--client-processes", type=int, default=4, help="per side")
+    parser.add_argument("--gateways", default="1,2", help="gateway process counts, comma list",
+                        type=lambda v: [int(x) for x in v.split(",")])
+    parser.add_argument("--rates", default="10,20,40,60,80,100,120,140,160,200",
+                        help="events/s, comma list", type=lambda v: [float(x) for x in v.split(",")])
+    parser.add_argument("--seconds", type=float, default=5.0, help="publishing time per rate")
+    parser.add_argument("--drain", type=float, default=2.0, help="quiet seconds after each rate")
+    parser.add_argument("--other-limit", type=float, default=0.25,
+                        help="cores other processes may use during a step before it is run again")
+    parser.add_argument("--retries", type=int, default=2, help="runs again of a disturbed step")
+    parser.add_argument("--warmup-rate", type=float, default=20.0)
+    parser.add_argument("--warmup-seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
     node = shutil.which("node")
-    if node is None or not (ROOT / "tests/interop/node_modules/socket.io").is_dir():
+    if node is None or not (ROOT / "tests/interop/node_modules/socket.io-client").is_dir():
         raise SystemExit("needs node and `npm ci --prefix tests/interop`")
+    raise_file_limit()
+    import pgserver
 
-    processes = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            reference_port, gateway_port = free_port(), free_port()
-            processes.append(subprocess.Popen(
-                [node, str(HERE / "reference_server.mjs"), str(reference_port)],
-                stdout=subprocess.DEVNULL))
-            env = {k: v for k, v in os.environ.items() if not k.startswith("N2GATEWAY_")}
-            processes.append(subprocess.Popen(
-                [str(Path(sys.executable).with_name("twistd")), "--pidfile=", "-n", "n2gateway",
-                 "--http", f"tcp:{gateway_port}:interface=127.0.0.1", "--data-dir", tmp],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            gateway = f"http://127.0.0.1:{gateway_port}"
-            wait_http(gateway + "/health", 120)
-            results = {
-                "reference": run_clients(node, "reference", f"http://127.0.0.1:{reference_port}", args),
-                "n2gateway": run_clients(node, "n2gateway", gateway, args),
-            }
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
-
-    for kind, rows in results.items():
-        for row in rows:
-            sys.stdout.write(f"{kind:10} {row['rate']:>5}/s events  delivered {row['delivered']:>7}"
-                             f"/{row['expected']:<7} {row['deliveriesPerSecond']:>7} deliveries/s"
-                             f"  p99 {row['p99']} ms\n")
-        top = best(rows)
-        sys.stdout.write(f"{kind:10} best with p99 <= {P99_LIMIT_MS} ms: "
-                         f"{top['deliveriesPerSecond'] if top else 'none'} deliveries/s\n")
+    servers: list = []
+    sides: list[Side] = []
+    with tempfile.TemporaryDirectory(prefix="n2-siobench-") as tmp:
+        folder = Path(tmp)
+        pg = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+        postmaster = int((folder / "pgdata/postmaster.pid").read_text().split()[0])
+        try:
+            servers.append(Reference(node))
+            for count in args.gateways:
+                pg.psql(f"CREATE DATABASE g{count};")  # one journal per gateway group
+                servers.append(Gateways(count, folder / f"g{count}", pg.get_uri(f"g{count}"),
+                                        postmaster))
+            for server in servers:
+                sides.append(Side(server, node, args))
+                sides[-1].warm_up()
+            climb(sides, args.rates)
+        finally:
+            for side in sides:
+                side.fleet.close()
+            for server in servers:
+                server.stop()
+            pg.cleanup()
+    command = " ".join(["python -m bench.socketio_broadcast", *(argv or sys.argv[1:])])
+    sys.stdout.write(report(sides, args, command))
     return 0
 
 

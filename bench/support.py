@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.gateway import free_port
+from tests.support.gateway import GatewayProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = Path(sys.executable).with_name("twistd")
@@ -62,11 +62,12 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws = f"ws://127.0.0.1:{self.port}/ws"
 
-    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+    def request(self, method: str, path: str, body: dict | None = None,
+                timeout: float = 10) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return json.loads(answer.read())
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -89,6 +90,20 @@ class Gateway:
         stop_process(self.process)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def reuseport_gateways(folder: Path, count: int, database_url: str, port: int,
+                       *args: str) -> list[GatewayProcess]:
+    """``count`` gateways (not started) sharing ``port`` (``reuseport:``) and one database."""
+    made = []
+    for i in range(count):
+        sub = folder / f"g{i}"
+        sub.mkdir(parents=True)
+        node = GatewayProcess(sub, "--node-id", f"g{i}", *args, database_url=database_url,
+                              port=port)
+        node.args[1] = f"reuseport:{port}:interface=127.0.0.1:backlog=4096"
+        made.append(node)
+    return made
 
 
 class Clients:
@@ -144,11 +159,5 @@ def percentile(buckets: dict[int, int], fraction: float) -> int:
 
 
 def run_publisher(gateway: Gateway, rate: float, seconds: float, rooms: list[str]) -> dict:
-    gateway.request("POST", "/api/bench/run", {"rate": rate, "seconds": seconds, "rooms": rooms})
-    deadline = time.monotonic() + seconds + 60
-    while time.monotonic() < deadline:
-        state = gateway.request("GET", "/api/bench/run")
-        if state["durable"] + state["failed"] >= state["total"]:
-            return state
-        time.sleep(0.5)
-    return gateway.request("GET", "/api/bench/run")
+    return gateway.request("POST", "/api/bench/run", {"rate": rate, "seconds": seconds,
+                                                      "rooms": rooms}, timeout=seconds + 60)

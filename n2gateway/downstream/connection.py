@@ -3,11 +3,15 @@ a hub session, the bounded outbox under it, and quiet logging."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import txaio
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import PreparedMessage
 
 from n2gateway.downstream.auth import Identity
 from n2gateway.downstream.outbox import SLOW_CONSUMER_CODE, Outbox
+from n2gateway.downstream.write_now import write_now
 from n2gateway.hub import Session
 
 # Application close codes (WebSocket reserves all but 1000 and 3000-4999 for itself).
@@ -29,7 +33,7 @@ class DownstreamProtocol(WebSocketServerProtocol):
 
     def start_session(self, identity: Identity) -> Session:
         """Attach to the hub as ``identity``, already in its own ``user:<sub>`` room."""
-        self.outbox = Outbox(self.sendPreparedMessage, self._close_from_hub)
+        self.outbox = Outbox(self.send_frames, self._close_from_hub)
         # twisted.web's channel was the transport's producer until the WebSocket took
         # the connection over; the outbox is now.
         self.transport.unregisterProducer()
@@ -37,6 +41,22 @@ class DownstreamProtocol(WebSocketServerProtocol):
         self.session = self.factory.hub.connect(identity, self.factory.wire, self.outbox)
         self.session.join(identity.own_room)
         return self.session
+
+    def send_frames(self, frames: Sequence[PreparedMessage]) -> None:
+        """The outbox's way out: ``frames`` in one write, straight to the socket when
+        nothing is queued before them.
+
+        The broadcast hot path, once per receiver and batch of events. Autobahn's
+        ``sendPreparedMessage`` builds the (colourised) arguments of a debug log line
+        on every call, debug on or not, and leaves the bytes to the reactor's next
+        pass. Every endpoint refuses compression, so the prepared bytes are what it
+        would write.
+        """
+        if self._perMessageCompress is None and not self.send_queue:
+            write_now(self.transport, b"".join(frame.payloadHybi for frame in frames))
+        else:
+            for frame in frames:
+                self.sendPreparedMessage(frame)
 
     def _close_from_hub(self, code: int, reason: str) -> None:
         if code == SLOW_CONSUMER_CODE:

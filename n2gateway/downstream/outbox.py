@@ -10,7 +10,7 @@ never makes the gateway's memory grow without limit nor slows the others.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from typing import Callable, Sequence
 
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet import defer
@@ -24,8 +24,9 @@ DEFAULT_LIMIT = 1024 * 1024
 
 @implementer(IPushProducer)
 class Outbox:
-    def __init__(self, send: Callable[[PreparedMessage], None], close: Callable[[int, str], None],
-                 limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, send: Callable[[Sequence[PreparedMessage]], None],
+                 close: Callable[[int, str], None], limit: int = DEFAULT_LIMIT) -> None:
+        #: Writes frames, in order, to the connection (together when it can).
         self._send = send
         self._close = close
         self._limit = limit
@@ -39,13 +40,16 @@ class Outbox:
         transport.registerProducer(self, True)
 
     def send_prepared(self, frame: PreparedMessage) -> None:
+        self.send_batch((frame,))
+
+    def send_batch(self, frames: Sequence[PreparedMessage]) -> None:
         if self.closed:
             return
         if not self._paused:
-            self._send(frame)
+            self._send(frames)
             return
-        self._waiting.append(frame)
-        self._waiting_bytes += len(frame.payloadHybi)
+        self._waiting.extend(frames)
+        self._waiting_bytes += sum(len(frame.payloadHybi) for frame in frames)
         if self._waiting_bytes > self._limit:
             self.close_slow()
 
@@ -85,7 +89,7 @@ class Outbox:
         while self._waiting and not self._paused:
             frame = self._waiting.popleft()
             self._waiting_bytes -= len(frame.payloadHybi)
-            self._send(frame)
+            self._send((frame,))
         if not self._paused:
             self._wake_writers()
 

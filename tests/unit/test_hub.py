@@ -27,6 +27,7 @@ class FakeWire:
 class FakeChannel:
     def __init__(self) -> None:
         self.frames: list[dict] = []
+        self.writes: list[int] = []  # frames per write
         self.slow_closes = 0
         self.full: defer.Deferred | None = None
 
@@ -34,7 +35,11 @@ class FakeChannel:
         return self.full if self.full is not None else defer.succeed(None)
 
     def send_prepared(self, frame) -> None:
-        self.frames.append(frame)
+        self.send_batch([frame])
+
+    def send_batch(self, frames) -> None:
+        self.writes.append(len(frames))
+        self.frames.extend(frames)
 
     def close_slow(self) -> None:
         self.slow_closes += 1
@@ -159,6 +164,19 @@ def test_a_burst_longer_than_one_read_is_delivered_whole_and_in_order(h):
         h.journal.add(["r"])
     h.hub.wake()
     assert c.offsets == list(range(1, READ_BATCH * 2 + 6))
+
+
+def test_events_read_together_reach_each_connection_in_one_write_in_order(h):
+    (a, ca), (b, cb) = h.session("a"), h.session("b")
+    for session, room in ((a, "r1"), (a, "r2"), (b, "r2")):
+        session.join(room)
+    for room in ("r1", "r2", "r1"):
+        h.journal.add([room])  # appended meanwhile: one read finds all three
+    h.hub.wake()
+    assert (ca.offsets, ca.writes) == ([1, 2, 3], [3])
+    assert (cb.offsets, cb.writes) == ([2], [1])
+    h.publish("r2")
+    assert (ca.writes, cb.writes) == ([3, 1], [1, 1])
 
 
 def test_a_burst_of_large_events_is_spread_over_reactor_turns_so_sockets_drain_between(h):

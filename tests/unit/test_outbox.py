@@ -18,9 +18,14 @@ def frame(size: int = 10, tag: int = 0):
 class Recorder:
     def __init__(self, limit: int = 100) -> None:
         self.sent: list = []
+        self.writes: list[int] = []  # frames per write
         self.closes: list[tuple[int, str]] = []
-        self.outbox = Outbox(self.sent.append, lambda code, reason: self.closes.append((code, reason)),
+        self.outbox = Outbox(self.write, lambda code, reason: self.closes.append((code, reason)),
                              limit=limit)
+
+    def write(self, frames) -> None:
+        self.writes.append(len(frames))
+        self.sent.extend(frames)
 
 
 def test_frames_go_straight_through_while_the_socket_keeps_up():
@@ -45,6 +50,18 @@ def test_frames_wait_while_paused_and_go_out_in_order_on_resume():
     assert r.sent[-1] is late
 
 
+def test_a_batch_goes_out_in_one_write_or_waits_whole_and_counts_against_the_limit():
+    r = Recorder(limit=100)
+    first = [frame(tag=i) for i in range(3)]
+    r.outbox.send_batch(first)
+    assert (r.sent, r.writes) == (first, [3])
+    r.outbox.pauseProducing()
+    r.outbox.send_batch([frame(40, tag=3), frame(40, tag=4)])
+    assert r.sent == first and r.closes == []
+    r.outbox.send_batch([frame(40, tag=5)])  # 120 bytes waiting: over the limit
+    assert [code for code, _ in r.closes] == [SLOW_CONSUMER_CODE]
+
+
 def test_a_pause_during_the_drain_stops_it_and_keeps_the_rest():
     r = Recorder()
     r.outbox.pauseProducing()
@@ -52,8 +69,8 @@ def test_a_pause_during_the_drain_stops_it_and_keeps_the_rest():
     for f in frames:
         r.outbox.send_prepared(f)
 
-    def send_then_pause(f):
-        r.sent.append(f)
+    def send_then_pause(sent):
+        r.sent.extend(sent)
         if len(r.sent) == 2:
             r.outbox.pauseProducing()  # the socket filled up again
 

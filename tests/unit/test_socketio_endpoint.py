@@ -85,9 +85,10 @@ class RecordingProtocol(SocketIoProtocol):
     def sendMessage(self, payload, isBinary=False, **kwargs) -> None:
         self.sent.append(payload.decode())
 
-    def sendPreparedMessage(self, prepared) -> None:
-        self.prepared.append(prepared)
-        self.sent.append(prepared.payload.decode())
+    def send_frames(self, frames) -> None:
+        for prepared in frames:
+            self.prepared.append(prepared)
+            self.sent.append(prepared.payload.decode())
 
     def sendClose(self, code=None, reason=None) -> None:
         self.closed_with = (code, reason)
