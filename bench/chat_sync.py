@@ -39,7 +39,9 @@ to have every row. A step is **sustained** when
 A step not sustained is run once more (one hiccup on a shared machine is not a
 limit); a side stops at the first rate that fails twice, after trying the rate
 midway (geometrically) between it and the last one sustained. Its maximum is the
-highest rate it sustained.
+highest rate it sustained. The seed runs first, and its maximum joins the rates
+n2gateway steps through, so that the two are compared at the highest rate both
+sustain.
 
     python -m bench.chat_sync [--rates 500,700,1000,...] [--seconds 5] [--drain 10]
                               [--clients 2] [--sides seed,n2gateway]
@@ -288,7 +290,7 @@ def measure(side: Side, writer: Writer, clients: Clients, rate: int, seconds: fl
 
 
 def run_side(side_class: type[Side], database_url: str, workdir: Path, node: str,
-             options: argparse.Namespace) -> list[Step]:
+             options: argparse.Namespace, rates: list[int]) -> list[Step]:
     side = side_class(database_url, workdir)
     steps: list[Step] = []
     try:
@@ -296,7 +298,7 @@ def run_side(side_class: type[Side], database_url: str, workdir: Path, node: str
         writer = Writer(database_url, workdir)
         try:
             # Warm-up, not reported: pools connect, code paths get hot.
-            measure(side, writer, clients, options.rates[0], 1, options.drain, attempt=0)
+            measure(side, writer, clients, rates[0], 1, options.drain, attempt=0)
 
             def sustains(rate: int) -> bool:
                 for attempt in (1, 2):
@@ -307,7 +309,7 @@ def run_side(side_class: type[Side], database_url: str, workdir: Path, node: str
                         return True
                 return False
 
-            for rate in options.rates:
+            for rate in rates:
                 if not sustains(rate):
                     below = max(sustained(steps), default=None)
                     if below is not None:
@@ -396,7 +398,11 @@ def main(argv: list[str]) -> int:
         try:
             for name in options.sides.split(","):
                 url = new_database(server.get_uri(), f"bench_{name}")
-                results[name] = run_side(sides[name], url, workdir, node, options)
+                # The maxima of the sides already measured are rates this one is
+                # measured at too: they are where the two are compared.
+                maxima = {max(sustained(steps), default=None) for steps in results.values()}
+                rates = sorted(set(options.rates) | (maxima - {None}))
+                results[name] = run_side(sides[name], url, workdir, node, options, rates)
         finally:
             server.cleanup()
     sys.stdout.write(summary(results, options) + "\n")
