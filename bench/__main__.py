@@ -1,6 +1,10 @@
 """``python -m bench [idle] [rooms] [fanout]`` (all three by default): loopback load
 tests of one gateway process; figures are appended to ``bench/RESULTS.md`` with the
-exact command that produced them."""
+exact command that produced them.
+
+The comparisons run on their own, each recorded in its section of ``RESULTS.md``:
+``python -m bench.chat_sync`` (against the seed's chat listener),
+``python -m bench.socketio_broadcast`` and ``python -m bench.several``."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ Broadcast: N gateway processes share one port (``reuseport:``) and one PostgreSQ
 ``all``; ``--events`` events are published through ``POST /api/publish``.
 Deliveries per second = clients x events / (first publish -> last delivery).
 
-Failover: two gateways claim the Pancake source (the fake Pancake server, in this
-process); the owner is SIGKILLed ``--kills`` times and the time from the kill to the
+Failover: two gateways run the Pancake plugin against the fake Pancake server (in
+this process), one of them holding the session; the owner is SIGKILLed ``--kills`` times and the time from the kill to the
 new owner's upstream session joining is recorded (then the killed one restarts).
 
     python -m bench.several [--gateways 1,2,4] [--clients 1000] [--events 200] [--kills 20]
@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet import defer, reactor, task
 
@@ -58,7 +59,6 @@ async def wait_until(predicate, timeout: float) -> None:
 
 
 async def broadcast(folder: Path, database_url: str, count: int, clients: int, events: int) -> float:
-    import treq
 
     port = free_port()
     nodes = reuseport_gateways(folder, count, database_url, port, "--poll-interval", "0.2")
@@ -87,13 +87,16 @@ async def broadcast(folder: Path, database_url: str, count: int, clients: int, e
 async def failover(folder: Path, database_url: str, kills: int) -> list[float]:
     fake = FakePancake(reactor)
     fake.listen()
-    args = ("--plugin", "tests.support.claimed_pancake", "--pancake-url", fake.url())
+    args = ("--disable-plugin", "chat,tpos", "--pancake-url", fake.url())
     nodes = [GatewayProcess(folder / name, "--node-id", name, *args, database_url=database_url)
              for name in ("fa", "fb") if (folder / name).mkdir(parents=True) is None]
     times = []
     try:
         for node in nodes:
             node.start()
+        await nodes[0].wait_healthy()
+        await treq.post(nodes[0].url + "/api/realtime/start", json={
+            "token": "bench-token", "userId": "1", "pageIds": ["p1"]})
         await wait_until(lambda: fake.join_count >= 2, 60)
         for _ in range(kills):
             owner = next(n for n in nodes if (n.health() or (0, {}))[1]

@@ -60,6 +60,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("poll-interval", "N2GATEWAY_POLL_INTERVAL",
            "Seconds between journal polls, the bound on delivery delay when a NOTIFY is lost.",
            "1"),
+    Option("recovery-ttl", "N2GATEWAY_RECOVERY_TTL",
+           "How long a Socket.IO client may be away and still recover its rooms and missed "
+           "events (e.g. 2m).", "2m"),
 )
 
 
@@ -78,6 +81,7 @@ class Settings:
     retention: float = 86400.0
     retention_rows: int = 1_000_000
     poll_interval: float = 1.0
+    recovery_ttl: float = 120.0
     log_format: str = "text"
     node_id: str | None = None
     #: Every N2GATEWAY_* variable, for plugin settings (``plugin_setting``).
@@ -154,6 +158,7 @@ def build_settings(
         retention=parse_duration("retention", values["retention"]),
         retention_rows=_positive_int("retention-rows", values["retention-rows"]),
         poll_interval=parse_duration("poll-interval", values["poll-interval"]),
+        recovery_ttl=parse_duration("recovery-ttl", values["recovery-ttl"]),
         log_format=values["log-format"],
         node_id=values["node-id"],
         plugin_env=MappingProxyType(

@@ -10,6 +10,10 @@ prefix are read as plaintext, so rows written by the original system, or before 
 key was configured, keep working (they are encrypted the next time they are saved).
 A row that cannot be decrypted (no key, or another key) is logged without its
 secrets and skipped, as if it were not there.
+
+Every save and deactivation NOTIFYs ``n2_credentials`` in the same statement, with
+the client type and the node that made it, so the gateway holding that provider
+follows a change made through any gateway on the database.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from twisted.logger import Logger
 from n2gateway.db import Database
 
 ENCRYPTED_PREFIX = "fernet:"
+CHANGED_CHANNEL = "n2_credentials"
 
 _COLUMNS = "client_type, token, user_id, page_ids, cookie, room, is_active"
 
@@ -45,18 +50,40 @@ class StoredCredentials:
     is_active: bool
 
 
+@dataclass(frozen=True)
+class CredentialsChanged:
+    """What a ``n2_credentials`` NOTIFY says: whose row changed, through which node."""
+
+    client_type: str
+    node: str | None
+
+    @classmethod
+    def parse(cls, payload: str) -> CredentialsChanged | None:
+        """The change ``payload`` announces, or None if it is not one of ours."""
+        try:
+            note = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(note, dict) or not isinstance(note.get("client_type"), str):
+            return None
+        node = note.get("node")
+        return cls(note["client_type"], node if isinstance(node, str) else None)
+
+
 class CredentialStore:
     log = Logger()
 
-    def __init__(self, db: Database, key: str | None = None) -> None:
+    def __init__(self, db: Database, key: str | None = None, *, node: str | None = None) -> None:
+        """``node`` names this gateway in the changes it announces."""
         self._db = db
         self._fernet = Fernet(key) if key else None
+        self._node = node
 
     async def save(self, client_type: str, token: str, user_id: str | None = None,
                    page_ids: Sequence[str] | None = None, cookie: str | None = None,
                    room: str | None = None) -> None:
         """Insert or replace the row of ``client_type`` and mark it active."""
-        await self._db.execute(
+        await self._announced(
             "INSERT INTO realtime_credentials"
             " (client_type, token, user_id, page_ids, cookie, room, is_active, updated_at)"
             " VALUES (%s, %s, %s, %s, %s, %s, TRUE, NOW())"
@@ -70,9 +97,17 @@ class CredentialStore:
 
     async def deactivate(self, client_type: str) -> None:
         """Keep the row but stop reconnecting with it at start-up."""
-        await self._db.execute(
+        await self._announced(
             "UPDATE realtime_credentials SET is_active = FALSE, updated_at = NOW()"
             " WHERE client_type = %s", (client_type,))
+
+    async def _announced(self, change: str, params: tuple) -> None:
+        """Run ``change`` (ending in no RETURNING) and NOTIFY it, in one statement."""
+        await self._db.query(
+            f"WITH changed AS ({change} RETURNING client_type)"
+            f" SELECT pg_notify('{CHANGED_CHANNEL}', json_build_object("
+            "'client_type', client_type, 'node', %s::text)::text) FROM changed",
+            (*params, self._node))
 
     async def load(self, client_type: str) -> StoredCredentials | None:
         """The row of ``client_type``, active or not; None if absent or unreadable."""

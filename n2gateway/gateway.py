@@ -63,7 +63,8 @@ class Gateway(service.MultiService):
         self.listener.subscribe("n2_journal", lambda payload: self.hub.wake(),
                                 on_recovered=self.hub.wake)
         self.authenticator = Authenticator(settings.jwt_secret)
-        socketio = SocketIoFactory(self.hub, self.authenticator, SessionStore(self.db), reactor)
+        socketio = SocketIoFactory(self.hub, self.authenticator,
+                                   SessionStore(self.db, ttl=settings.recovery_ttl), reactor)
         self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
                           "socket.io": socketio}
         self.node_id = settings.node_id or new_node_id()
@@ -157,10 +158,18 @@ class Gateway(service.MultiService):
         if self._stopping:
             return
         self.db.configure(dsn)
-        await self._wait_for_database()
-        if self._stopping:
-            return
-        await apply_migrations(self.db, migration_folders(self.pm))
+        while not self._stopping:
+            await self._wait_for_database()
+            if self._stopping:
+                return
+            try:
+                await apply_migrations(self.db, migration_folders(self.pm))
+                break
+            except DatabaseUnavailable as e:
+                # Each migration is its own transaction and applies once: wait, go on.
+                self.database_state, self.database_error = "starting", str(e)
+                self.log.warn("database lost during migrations ({reason}); waiting for it",
+                              reason=str(e))
         if self._stopping:
             return
         self.core_services.setServiceParent(self)

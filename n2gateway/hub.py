@@ -27,7 +27,7 @@ from twisted.logger import Logger
 
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.downstream.auth import Identity
-from n2gateway.journal import READ_BATCH, Event, Journal
+from n2gateway.journal import Event, Journal, is_full_page
 from n2gateway.traffic import SourceTally
 
 MAX_HELD = 10_000  # live events held for one session while its replay runs
@@ -328,7 +328,7 @@ class Hub(service.Service):
         try:
             while self._wanted and self.running:
                 self._wanted = False
-                events = await self.journal.read_after(self.head, READ_BATCH)
+                events = await self.journal.read_after(self.head)
                 written = 0
                 # One event (the usual case below saturation) goes straight out.
                 out = Outgoing() if len(events) > 1 else None
@@ -345,8 +345,8 @@ class Hub(service.Service):
                 finally:
                     if out is not None:
                         out.flush()
-                if len(events) == READ_BATCH:
-                    self._wanted = True  # a full page may have more behind it
+                if is_full_page(events):
+                    self._wanted = True
         except DatabaseUnavailable as e:
             self.log.warn("hub cannot read the journal ({reason}); next poll retries",
                           reason=str(e))

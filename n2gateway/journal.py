@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from twisted.application import service
 from twisted.internet import defer, task
@@ -23,6 +23,19 @@ from n2gateway.db import Database, DatabaseUnavailable, Transaction, retry_delay
 
 MAX_PAYLOAD = 1024 * 1024
 READ_BATCH = 1000
+#: Appends ``%(batch)s`` (``encode_batch``) and rings the doorbell; one offset a row.
+#: A source may send it together with statements of its own, in one round trip.
+APPEND = "SELECT n2_journal_append(%(batch)s::json)"
+# A page read from the journal stops once it holds this many payload bytes (a page of
+# a thousand 1 MiB events would otherwise be a gigabyte in memory at once).
+READ_BYTES = 8 * 1024 * 1024
+
+
+def is_full_page(events: Sequence[Event], limit: int = READ_BATCH,
+                 max_bytes: int = READ_BYTES) -> bool:
+    """Whether a page may have more events behind it (it was cut by count or by size).
+    A UTF-8 character is at most 4 bytes: counting characters errs towards one more read."""
+    return len(events) >= limit or 4 * sum(len(e.payload_json) for e in events) >= max_bytes
 
 
 class JournalFull(Exception):
@@ -41,8 +54,17 @@ class Event:
         return json.loads(self.payload_json)
 
 
+@dataclass(frozen=True, slots=True)
+class JsonText:
+    """A payload that is JSON text already (read from the database as ``::text``): the
+    event takes it as it is, without decoding it and encoding it again."""
+
+    text: str
+
+
 def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
-    """Check one append and encode it for the batch; ``ValueError`` says what is wrong."""
+    """Check one append and encode it for the batch; ``ValueError`` says what is wrong.
+    ``payload`` is anything JSON-serializable, or a ``JsonText``."""
     if isinstance(rooms, str) or not rooms or not all(isinstance(r, str) and r for r in rooms):
         raise ValueError("rooms must be a non-empty list of room names")
     if not isinstance(event, str) or not event:
@@ -50,11 +72,15 @@ def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
     # Refused here, alone: in the database it would fail its whole batch.
     if "\x00" in event or any("\x00" in r for r in rooms):
         raise ValueError("rooms and event must not contain NUL characters")
+    raw = payload.text if isinstance(payload, JsonText) else None
     try:
         encoded = json.dumps({"rooms": list(dict.fromkeys(rooms)), "event": event,
-                              "payload": payload}, separators=(",", ":"), ensure_ascii=False)
+                              "payload": None if raw is not None else payload},
+                             separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as e:
         raise ValueError(f"payload is not JSON-serializable: {e}") from None
+    if raw is not None:
+        encoded = encoded[:-len("null}")] + raw + "}"
     try:
         encoded.encode("utf-8")
     except UnicodeEncodeError:
@@ -62,6 +88,11 @@ def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
     if len(encoded) > MAX_PAYLOAD:
         raise ValueError(f"event over {MAX_PAYLOAD} bytes")
     return encoded
+
+
+def encode_batch(encoded: Iterable[str]) -> str:
+    """Events encoded by ``encode_append``, as the JSON array ``APPEND`` takes."""
+    return "[" + ",".join(encoded) + "]"
 
 
 def _row_to_event(row: tuple) -> Event:
@@ -109,8 +140,7 @@ class Journal:
             batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
             try:
                 rows = await self._db.query(
-                    "SELECT n2_journal_append(%s::json)",
-                    ("[" + ",".join(encoded for encoded, _ in batch) + "]",))
+                    APPEND, {"batch": encode_batch(encoded for encoded, _ in batch)})
             except DatabaseUnavailable as e:
                 delay = retry_delay(attempt)
                 attempt += 1
@@ -138,8 +168,8 @@ class Journal:
         """Append ``(rooms, event, payload)`` items inside the caller's transaction, so a
         source can publish and record its own progress atomically (no duplicate after
         a crash). The hub sees them once the transaction commits."""
-        encoded = [encode_append(*event) for event in events]
-        rows = await tx.query("SELECT n2_journal_append(%s::json)", ("[" + ",".join(encoded) + "]",))
+        batch = encode_batch([encode_append(*event) for event in events])
+        rows = await tx.query(APPEND, {"batch": batch})
         return [offset for (offset,) in rows]
 
     def close(self) -> None:
@@ -148,19 +178,27 @@ class Journal:
         while self._pending:
             self._pending.popleft()[1].errback(DatabaseUnavailable("the gateway is stopping"))
 
-    async def read_after(self, offset: int, limit: int = READ_BATCH) -> list[Event]:
-        rows = await self._db.query(
-            "SELECT seq, rooms, event, payload::text FROM n2_journal"
-            " WHERE seq > %s ORDER BY seq LIMIT %s", (offset, limit))
-        return [_row_to_event(r) for r in rows]
+    async def read_after(self, offset: int, limit: int = READ_BATCH,
+                         max_bytes: int = READ_BYTES) -> list[Event]:
+        """Events after ``offset``, oldest first: a page (see ``is_full_page``)."""
+        return await self._page("seq > %s", (offset,), limit, max_bytes)
 
     async def replay(self, rooms: Collection[str], after: int, through: int,
-                     limit: int = READ_BATCH) -> list[Event]:
+                     limit: int = READ_BATCH, max_bytes: int = READ_BYTES) -> list[Event]:
         """Events in any of ``rooms`` with ``after < offset <= through``, oldest first."""
+        return await self._page("seq > %s AND seq <= %s AND rooms && %s::text[]",
+                                (after, through, list(rooms)), limit, max_bytes)
+
+    async def _page(self, where: str, params: tuple, limit: int, max_bytes: int) -> list[Event]:
+        # Rows are kept while the bytes before them are under max_bytes: one huge event
+        # still makes a page of its own.
         rows = await self._db.query(
-            "SELECT seq, rooms, event, payload::text FROM n2_journal"
-            " WHERE seq > %s AND seq <= %s AND rooms && %s::text[] ORDER BY seq LIMIT %s",
-            (after, through, list(rooms), limit))
+            "SELECT seq, rooms, event, payload FROM ("
+            " SELECT seq, rooms, event, payload::text AS payload,"
+            " sum(octet_length(payload::text)) OVER (ORDER BY seq) AS upto"
+            f" FROM n2_journal WHERE {where} ORDER BY seq LIMIT %s) page"
+            " WHERE upto - octet_length(payload) < %s ORDER BY seq",
+            (*params, limit, max_bytes))
         return [_row_to_event(r) for r in rows]
 
     async def tail(self, limit: int) -> list[Event]:

@@ -8,9 +8,11 @@ and another node's next try (every ``retry_interval``, or at once on the
 ``n2_leadership`` NOTIFY a draining node sends) takes over. A node that loses its
 connection stops its sources: it can no longer prove it owns them. It notices at once
 when the socket closes, and within ``retry_interval + query_timeout`` at worst (a
-silently dead network path), so a node that takes a lock it did not see released
-cleanly waits that long (``grace``) before starting the source: the old owner has
-stopped by then, and the upstream never sees two sessions with the same token.
+silently dead network path). So a node that takes a lock whose last owner did not
+release it cleanly (the ``n2_leadership`` table says) waits that long (``grace``)
+before starting the source: the old owner has stopped by then, and the upstream
+never sees two sessions with the same token. After a clean release, or for a source
+nobody held before, it starts at once.
 
 The connection's ``application_name`` names the node, so any node can tell who owns
 what from ``pg_locks`` alone, without a table that could go stale.
@@ -72,7 +74,6 @@ class Leadership(service.Service):
         self._retry_interval = retry_interval
         self._busy = False
         self._again = False
-        self._released_elsewhere = False
         self._releasing = False
         self._ticking: defer.Deferred | None = None
         self.grace = retry_interval + query_timeout
@@ -113,14 +114,13 @@ class Leadership(service.Service):
                 await self._connect()
             else:
                 await self._select("SELECT 1")
-            released_elsewhere, self._released_elsewhere = self._released_elsewhere, False
             for claim in self.claims.values():
                 if not claim.held and self.running:
                     (acquired,), = await self._select(
                         "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(claim.source)))
                     if acquired:
                         claim.held = True
-                        delay = 0 if released_elsewhere else self.grace
+                        delay = 0 if await self._take_over(claim.source) else self.grace
                         claim.starting = self.reactor.callLater(delay, self._start, claim)
         except Exception as e:
             if self._connection is not None or self.owned:
@@ -137,6 +137,17 @@ class Leadership(service.Service):
         connection.addNotifyObserver(self._released)
         await self._run(f"LISTEN {CHANNEL}")
 
+    async def _take_over(self, source: str) -> bool:
+        """Record this node as ``source``'s owner; True if the last one let go cleanly."""
+        (clean,), = await self._select(
+            "SELECT coalesce((SELECT released FROM n2_leadership WHERE source = %s), true)",
+            (source,))
+        await self._run(
+            "INSERT INTO n2_leadership (source, node, released) VALUES (%s, %s, false)"
+            " ON CONFLICT (source) DO UPDATE SET node = EXCLUDED.node, released = false,"
+            " since = NOW()", (source, self.node_id))
+        return clean
+
     def _lost(self, connection: Any, reason: BaseException) -> None:
         # The socket is gone, and the lock with it: stop the sources now rather than
         # at the next check, so the takeover's grace period is never cut short.
@@ -146,8 +157,7 @@ class Leadership(service.Service):
             defer.Deferred.fromCoroutine(self._lose_all())
 
     def _released(self, notify: Any) -> None:
-        # Another node stopped its sources before unlocking: no grace needed.
-        self._released_elsewhere = True
+        # Another node let go of its sources: take them now, not at the next check.
         self.poke()
 
     async def _select(self, sql: str, params: tuple = ()) -> list:
@@ -155,8 +165,8 @@ class Leadership(service.Service):
         d.addTimeout(self.query_timeout, self.reactor)
         return await d
 
-    async def _run(self, sql: str) -> None:
-        d = self._connection.runOperation(sql)
+    async def _run(self, sql: str, params: tuple | None = None) -> None:
+        d = self._connection.runOperation(sql, params)
         d.addTimeout(self.query_timeout, self.reactor)
         await d
 
@@ -196,6 +206,10 @@ class Leadership(service.Service):
             if claim.held:
                 await self._stop(claim)
                 try:
+                    # Stopped, so the next owner needs no grace period.
+                    await self._run(
+                        "UPDATE n2_leadership SET released = true WHERE source = %s AND node = %s",
+                        (claim.source, self.node_id))
                     await self._select("SELECT pg_advisory_unlock(%s, %s)",
                                       (LOCK_CLASS, lock_key(claim.source)))
                 except Exception as e:
@@ -222,6 +236,15 @@ class Leadership(service.Service):
         by_key = {key: name.removeprefix(APP_PREFIX) for key, name in rows}
         # pg_locks shows the key as an unsigned oid.
         return {source: by_key.get(lock_key(source) & 0xFFFFFFFF) for source in sorted(self.claims)}
+
+    async def owner(self, source: str) -> str | None:
+        """The node owning ``source`` (None: nobody, or the database cannot say now)."""
+        if source in self.owned:
+            return self.node_id
+        try:
+            return (await self.owners()).get(source)
+        except DatabaseUnavailable:
+            return None
 
     def status(self) -> dict[str, Any]:
         return {"node": self.node_id, "owns": self.owned, "connected": self._connection is not None}

@@ -16,6 +16,8 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE)
 # scheme://user:password@host: keep the user, drop the password.
 _DSN_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@\s]*@", re.IGNORECASE)
+# A libpq keyword string: password=secret or password='a secret'.
+_KEYWORD_PASSWORD = re.compile(r"\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def is_secret_name(name: str) -> bool:
@@ -23,7 +25,9 @@ def is_secret_name(name: str) -> bool:
 
 
 def scrub_text(text: str) -> str:
-    return _DSN_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
+    """``text`` with the password of any connection string in it replaced."""
+    text = _DSN_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
+    return _KEYWORD_PASSWORD.sub(r"\1" + REDACTED, text)
 
 
 def redact(value: Any) -> Any:

@@ -58,6 +58,8 @@ class Listener(service.Service):
         self._keepalive_timeout = keepalive_timeout
         self._backoff = backoff
         self._subscriptions: list[Subscription] = []
+        # Made while connected and not yet told LISTEN is in effect for them.
+        self._new: list[Subscription] = []
         #: True while LISTEN is in effect on a live connection.
         self.connected = False
         #: Successful reconnections since start (the first connection is not one).
@@ -77,9 +79,11 @@ class Listener(service.Service):
         that unsubscribes. Callbacks must not block; their exceptions are logged."""
         subscription = Subscription(channel, on_notify, on_recovered)
         self._subscriptions.append(subscription)
-        if self.connected and "listen" not in self._timers:
-            # Subscriptions made in one reactor turn share one LISTEN round trip.
-            self._timers["listen"] = self._reactor.callLater(0, self._listen_new)
+        if self.connected:
+            self._new.append(subscription)
+            if "listen" not in self._timers:
+                # Subscriptions made in one reactor turn share one LISTEN round trip.
+                self._timers["listen"] = self._reactor.callLater(0, self._listen_new)
         return lambda: self._subscriptions.remove(subscription)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -160,6 +164,7 @@ class Listener(service.Service):
             if timer.active():
                 timer.cancel()
         self._timers.clear()
+        self._new = []  # the next connection tells every subscriber
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
@@ -196,14 +201,16 @@ class Listener(service.Service):
 
     def _listen_new(self) -> None:
         del self._timers["listen"]
-        new = [s for s in self._subscriptions if s.channel not in self._listening]
+        new, self._new = self._new, []
         lost = self._lost
 
         async def listen() -> None:
-            for channel in sorted({s.channel for s in new}):
+            # A channel another subscriber listens on already needs no LISTEN, but its
+            # new subscriber still needs its on_recovered to catch up.
+            for channel in sorted({s.channel for s in new} - self._listening):
                 await self._connection.runOperation("LISTEN " + quote_channel(channel))
                 self._listening.add(channel)
-            self._recovered(new)
+            self._recovered([s for s in new if s in self._subscriptions])
 
         def failed(f) -> None:
             # The connection died under us: reconnecting LISTENs every channel and

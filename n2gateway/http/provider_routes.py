@@ -2,16 +2,19 @@
 
 A provider plugin gives its path prefix, the JSON Schema of its start body, a
 function turning a valid body into credentials, and the status fields of its own.
+Every route works on every gateway sharing the database: start and stop change
+the stored row, which the gateway holding the provider follows, and status names
+that gateway (``owner``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.http.errors import HttpError
 from n2gateway.http.routes import JsonRequest, Routes
-from n2gateway.upstream.provider import Provider, ProviderNotRunning
+from n2gateway.upstream.provider import Provider
 
 START_ANSWER = {
     "type": "object",
@@ -34,6 +37,7 @@ STATUS_PROPERTIES = {
     "needsLogin": {"type": "boolean"},
     "since": {"type": "string", "format": "date-time"},
     "lastError": _NULLABLE_STRING,
+    "owner": _NULLABLE_STRING,
 }
 
 
@@ -47,6 +51,7 @@ def add_provider_routes(
     routes: Routes,
     provider: Provider[Any],
     *,
+    owner: Callable[[], Awaitable[str | None]],
     prefix: str,
     start_body: dict[str, Any],
     credentials_from_body: Callable[[Any], Any],
@@ -58,13 +63,12 @@ def add_provider_routes(
     async def start(request: JsonRequest) -> dict[str, Any]:
         credentials = credentials_from_body(request.body)
         try:
-            await provider.start(credentials)
-        except ProviderNotRunning as e:
-            raise HttpError(503, str(e)) from None
+            here = await provider.start(credentials)
         except DatabaseUnavailable as e:
             raise HttpError(503, f"credentials not saved, nothing changed: {e}") from None
+        where = "" if here else " (through the gateway that holds it)"
         return {"success": True, "credentialsSaved": True,
-                "message": f"credentials saved; connecting to {name}"}
+                "message": f"credentials saved; connecting to {name}{where}"}
 
     async def stop(request: JsonRequest) -> dict[str, Any]:
         try:
@@ -74,7 +78,7 @@ def add_provider_routes(
         return {"success": True, "message": f"{name} stopped; it will not reconnect at start-up"}
 
     async def status(request: JsonRequest) -> dict[str, Any]:
-        return provider.status()
+        return {**provider.status(), "owner": await owner()}
 
     routes.add("POST", f"{prefix}/start", start, body=start_body, response=START_ANSWER,
                summary=f"Save {name} credentials and (re)connect at once", tags=tags)

@@ -9,6 +9,10 @@ runs on one gateway of those sharing the database, connects on its own from the
 active stored row when it starts there, and C{start}/C{stop} (the control
 routes) replace or end the session. One session per provider at a time: the
 upstream never sees two sessions with the same credentials.
+
+C{start} and C{stop} work on every gateway: they change the stored row, which
+announces itself, and the gateway holding the provider follows the row
+(L{Provider.follow_stored}).
 """
 
 from __future__ import annotations
@@ -37,11 +41,6 @@ T = TypeVar("T")
 class BadCredentials(ValueError):
     """Stored credentials a provider cannot use; the message names the problem,
     never a secret."""
-
-
-class ProviderNotRunning(Exception):
-    """This gateway does not hold the provider now: it is starting or stopping, or
-    another gateway on the same database holds it."""
 
 
 class Provider(Service, Generic[C]):
@@ -88,7 +87,8 @@ class Provider(Service, Generic[C]):
         # Bumped by every start and stop, so a stored row read before one of them
         # is not connected after it.
         self._generation = 0
-        self._auto_connect: Deferred[None] | None = None
+        # Reads of the stored row under way, cancelled when the service stops.
+        self._reads: set[Deferred[Any]] = set()
 
     # What a plugin provides.
 
@@ -110,29 +110,40 @@ class Provider(Service, Generic[C]):
 
     # Control.
 
-    async def start(self, credentials: C) -> None:
+    async def start(self, credentials: C) -> bool:
         """
         Save C{credentials} as the active ones and connect with them at once,
-        replacing a running session. If saving fails nothing changes.
+        replacing a running session. If saving fails nothing changes. False if
+        this gateway does not hold the provider: the one that does (now or
+        next) connects with the saved row.
         """
         async with self._lock:
-            if not self.running:
-                raise ProviderNotRunning(
-                    f"{self.client_type} is not held by this gateway (it is starting, or "
-                    "another gateway on the database holds it); nothing changed")
             await self._store.save(self.client_type, **self.row_for(credentials))
+            if not self.running:
+                return False
             self._generation += 1
             await self._disconnect()
-            if self.running:
-                self._connect(credentials, "started")
+            self._connect(credentials, "started")
+            return True
 
     async def stop(self) -> None:
-        """Deactivate the stored credentials and end the session."""
+        """Deactivate the stored credentials and end the session (wherever it runs)."""
         async with self._lock:
             await self._store.deactivate(self.client_type)
             self._generation += 1
             await self._end()
             self.log.info("{provider}: stopped", provider=self.client_type)
+
+    def follow_stored(self, *, force: bool = True) -> None:
+        """
+        The stored row changed through another gateway (or may have, while
+        this one could not hear): if this gateway holds the provider, make the
+        session match the row. C{force} reconnects even when the credentials
+        are the same, as a C{start} does; otherwise an unchanged row is left be.
+        """
+        if self.running:
+            self._generation += 1
+            self._read_stored("stored credentials changed on another gateway", force)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -147,13 +158,12 @@ class Provider(Service, Generic[C]):
 
     def startService(self) -> None:
         super().startService()
-        self._auto_connect = Deferred.fromCoroutine(self._connect_stored())
-        self._auto_connect.addErrback(self._auto_connect_failed)
+        self._read_stored("auto-connect from stored credentials", force=True)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        if self._auto_connect is not None and not self._auto_connect.called:
-            self._auto_connect.cancel()
+        for read in list(self._reads):
+            read.cancel()
         return Deferred.fromCoroutine(self._locked(self._end))
 
     # Internals.
@@ -162,23 +172,44 @@ class Provider(Service, Generic[C]):
         async with self._lock:
             await work()
 
-    async def _connect_stored(self) -> None:
+    def _read_stored(self, why: str, force: bool) -> None:
         generation = self._generation
-        row = await self._retrying(lambda: self._store.load(self.client_type))
-        if row is None or not row.is_active:
-            self.log.info("{provider}: no active stored credentials; waiting for a start",
-                          provider=self.client_type)
-            return
+        read = Deferred.fromCoroutine(
+            self._retrying(lambda: self._store.load(self.client_type)))
+        self._reads.add(read)
+        read.addBoth(lambda result: (self._reads.discard(read), result)[1])
+        read.addCallback(lambda row: Deferred.fromCoroutine(
+            self._follow(row, generation, why, force)))
+        read.addErrback(self._read_failed)
+
+    async def _follow(self, row: StoredCredentials | None, generation: int, why: str,
+                      force: bool) -> None:
         try:
-            credentials = self.credentials_from_row(row)
+            credentials, unusable = self._usable(row), None
         except BadCredentials as e:
-            self.log.error("{provider}: stored credentials skipped: {why}",
-                           provider=self.client_type, why=str(e))
-            self._status.error(f"stored credentials unusable: {e}")
-            return
+            credentials, unusable = None, e
         async with self._lock:
-            if generation == self._generation and self.running:
-                self._connect(credentials, "auto-connect from stored credentials")
+            # A start, a stop or a newer read since this one began wins.
+            if generation != self._generation or not self.running:
+                return
+            if credentials == self._credentials and unusable is None and not force:
+                return
+            await self._end()
+            if unusable is not None:
+                self.log.error("{provider}: stored credentials skipped: {why}",
+                               provider=self.client_type, why=str(unusable))
+                self._status.error(f"stored credentials unusable: {unusable}")
+            elif credentials is None:
+                self.log.info("{provider}: no active stored credentials; waiting for a start",
+                              provider=self.client_type)
+            else:
+                self._connect(credentials, why)
+
+    def _usable(self, row: StoredCredentials | None) -> C | None:
+        """The credentials of an active row (L{BadCredentials} if unusable), else None."""
+        if row is None or not row.is_active:
+            return None
+        return self.credentials_from_row(row)
 
     async def _retrying(self, read: Callable[[], Any]) -> Any:
         """C{await read()}, retried with backoff while the database is away."""
@@ -194,9 +225,9 @@ class Provider(Service, Generic[C]):
                     provider=self.client_type, why=str(e), delay=delay)
                 await deferLater(self.reactor, delay)
 
-    def _auto_connect_failed(self, failure: Failure) -> None:
+    def _read_failed(self, failure: Failure) -> None:
         if not failure.check(CancelledError):
-            self.log.failure("{provider}: auto-connect failed", failure,
+            self.log.failure("{provider}: following the stored credentials failed", failure,
                              provider=self.client_type)
 
     def _connect(self, credentials: C, why: str) -> None:

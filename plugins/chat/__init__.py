@@ -1,6 +1,9 @@
 """Chat sync: rows written to the chat tables by any backend become ``message:new``,
 ``message:read`` and ``users:updated`` events (SPEC §6), relayed exactly once.
 
+Of the gateways sharing the database one runs the sync (the leadership source
+``chat``); the cursor lives in the database, so the next owner goes on from it.
+
 Settings (environment): ``N2GATEWAY_CHAT_USERS_TABLE`` (``users``),
 ``N2GATEWAY_CHAT_MESSAGES_TABLE`` (``chats``), ``N2GATEWAY_CHAT_GAP_GRACE`` (seconds a
 missing id may still be drawn but not yet inserted; 10).
@@ -20,6 +23,7 @@ from plugins.chat.store import GRACE, ChatStore
 from plugins.chat.sync import ChatSync
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SOURCE = "chat"
 
 # One sync per gateway (tests run several in one process), keyed by its context.
 _syncs: dict[int, ChatSync] = {}
@@ -39,7 +43,7 @@ def n2gateway_services(context: Any, register: Callable[[IService], None]) -> No
     grace = float(settings.plugin_setting("chat_gap_grace", str(GRACE)))
     sync = _syncs[id(context)] = ChatSync(context.reactor, context.listener,
                                           ChatStore(context.db, tables, grace=grace))
-    register(sync)
+    context.leadership.claim(SOURCE, lambda: sync)
 
 
 @hookimpl
@@ -48,6 +52,7 @@ def n2gateway_status(context: Any) -> dict[str, Any] | None:
     if sync is None:
         return {"state": "starting"}
     return {
+        "held": bool(sync.running),
         "listening": sync.listening,
         "cursor": sync.low,
         "waiting": sync.waiting,

@@ -32,9 +32,10 @@ starts at the table's largest id.
 
 Exactly once
 ------------
-Each batch is one REPEATABLE READ transaction: lock the cursor row, read the rows,
-append the events to the journal (``Journal.append_in``), record the ids and move
-``low``. A crash before COMMIT relays nothing; after it, the ids are recorded. Two
+Each batch is one REPEATABLE READ transaction of two round trips: lock the cursor
+row and read the rows; then append the events to the journal, record the ids, move
+``low`` and COMMIT. A crash before COMMIT relays nothing; after it, the ids are
+recorded. Two
 gateways running the sync at once serialize on the cursor row (the loser of a
 concurrent update retries).
 """
@@ -47,7 +48,7 @@ from typing import Any
 import psycopg2.errors
 
 from n2gateway.db import Database, Transaction
-from n2gateway.journal import Journal
+from n2gateway.journal import APPEND, JsonText, encode_append, encode_batch
 
 from plugins.chat.schema import Tables, ensure_schema
 
@@ -63,7 +64,42 @@ class SyncResult:
     low: int = 0  # the cursor after this sync
     waiting: int = 0  # ids relayed above low (a gap below them is not settled yet)
     deleted: list[int] = field(default_factory=list)  # hinted ids whose row is gone
+    fetched: set[int] = field(default_factory=set)  # the chat ids relayed
     more: bool = False  # the batch was full: call again
+
+
+# The usual batch: nothing was waiting and the ids run on from low + 1 without a
+# hole, so low moves to the last of them and there is nothing to record.
+ADVANCE = """
+    UPDATE n2_chat_cursor SET low = %(last)s
+    WHERE messages_table = %(table)s AND low < %(last)s"""
+# Any other batch: records the relayed ids, moves ``low`` over those that run on from
+# it and over settled gaps (module docstring), and forgets the ids at or below it.
+RECORD = """
+    INSERT INTO n2_chat_relayed (messages_table, chat_id, seen_xmax)
+    SELECT %(table)s, x, pg_snapshot_xmax(pg_current_snapshot())
+    FROM unnest(%(fetched)s::bigint[]) AS x;
+
+    UPDATE n2_chat_cursor SET low = GREATEST(low,
+        -- relayed ids that run on without a hole from low + 1
+        (SELECT MAX(chat_id) FROM (
+            SELECT chat_id, chat_id - ROW_NUMBER() OVER (ORDER BY chat_id) AS k
+            FROM n2_chat_relayed WHERE messages_table = %(table)s) run
+         WHERE k = %(low)s),
+        -- a relayed id whose holes below are settled
+        (SELECT MAX(chat_id) FROM n2_chat_relayed
+         WHERE messages_table = %(table)s
+           AND chat_id <= COALESCE(%(ceiling)s, chat_id)
+           AND seen_xmax <= pg_snapshot_xmin(pg_current_snapshot())
+           AND relayed_at <= NOW() - make_interval(secs => %(grace)s)))
+    WHERE messages_table = %(table)s;
+
+    DELETE FROM n2_chat_relayed WHERE messages_table = %(table)s
+      AND chat_id <= (SELECT low FROM n2_chat_cursor WHERE messages_table = %(table)s)"""
+# After COMMIT: the cursor and how many relayed ids still wait above it.
+PROGRESS = """
+    SELECT low, (SELECT COUNT(*) FROM n2_chat_relayed WHERE messages_table = %(table)s)
+    FROM n2_chat_cursor WHERE messages_table = %(table)s"""
 
 
 def rooms_for(user_id: Any, sender: Any) -> list[str]:
@@ -80,19 +116,30 @@ class ChatStore:
         self.tables = tables
         self._batch = batch
         self.grace = grace
+        self._relayed_last: set[int] = set()  # chat ids relayed by the last sync
         t, u = tables.messages_sql, tables.users_sql
-        self._fetch_new = f"""
-            SELECT c.chat_id, c.user_id, c.sender,
-                   to_jsonb(c) || jsonb_build_object('users', jsonb_build_object(
-                       'user_id', u.user_id, 'full_name', u.full_name, 'avatar_url', u.avatar_url))
-            FROM {t} c
-            LEFT JOIN LATERAL (SELECT user_id, full_name, avatar_url FROM {u}
-                               WHERE user_id = c.user_id LIMIT 1) u ON TRUE
-            WHERE c.chat_id > %(low)s AND NOT EXISTS (
-                SELECT 1 FROM n2_chat_relayed r
-                WHERE r.messages_table = %(table)s AND r.chat_id = c.chat_id)
-            ORDER BY c.chat_id
-            LIMIT %(batch)s"""
+        # The first statement of the transaction: it locks the cursor row and reads the
+        # new rows above it in one round trip (one row of NULLs when there are none).
+        self._lock_and_fetch = f"""
+            SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+            SELECT k.low, k.waiting, n.chat_id, n.user_id, n.sender, n.payload::text
+            FROM (SELECT low, EXISTS (SELECT 1 FROM n2_chat_relayed r
+                                      WHERE r.messages_table = %(table)s) AS waiting
+                  FROM n2_chat_cursor WHERE messages_table = %(table)s FOR UPDATE) k
+            LEFT JOIN LATERAL (
+                SELECT c.chat_id, c.user_id, c.sender,
+                       to_jsonb(c) || jsonb_build_object('users', jsonb_build_object(
+                           'user_id', u.user_id, 'full_name', u.full_name,
+                           'avatar_url', u.avatar_url)) AS payload
+                FROM {t} c
+                LEFT JOIN LATERAL (SELECT user_id, full_name, avatar_url FROM {u}
+                                   WHERE user_id = c.user_id LIMIT 1) u ON TRUE
+                WHERE c.chat_id > k.low AND NOT EXISTS (
+                    SELECT 1 FROM n2_chat_relayed r
+                    WHERE r.messages_table = %(table)s AND r.chat_id = c.chat_id)
+                ORDER BY c.chat_id
+                LIMIT %(batch)s) n ON TRUE
+            ORDER BY n.chat_id"""
         self._fetch_flags = (f"SELECT chat_id, user_id, read_by_student, read_by_teacher"
                              f" FROM {t} WHERE chat_id = ANY(%s)")
         self._find_deleted = (f"SELECT x FROM unnest(%s::bigint[]) AS x"
@@ -116,46 +163,46 @@ class ChatStore:
         """Relay new rows (one batch), the read changes in ``reads`` (chat id → flags
         from the NOTIFY, or ``None`` to read them from the table), and, when anything
         was relayed or ``announce`` is set, one ``users:updated`` to staff."""
+        # A doorbell often rings after its row was relayed (the row committed before
+        # the previous sync's snapshot, its NOTIFY was read while that sync ran): such
+        # an id is not missing, and no query needs to look for it.
+        hinted = hinted - self._relayed_last
         for attempt in range(SERIALIZATION_RETRIES):
             try:
-                return await self._db.transaction(
+                result = await self._db.transaction(
                     lambda tx: self._sync(tx, reads, hinted, announce))
             except psycopg2.errors.SerializationFailure:
                 if attempt == SERIALIZATION_RETRIES - 1:
                     raise
+                continue
+            self._relayed_last = result.fetched
+            return result
         raise AssertionError("unreachable")
 
     async def _sync(self, tx: Transaction, reads: dict[int, dict | None], hinted: set[int],
                     announce: bool) -> SyncResult:
         table = self.tables.messages
-        await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        (low,), = await tx.query(
-            "SELECT low FROM n2_chat_cursor WHERE messages_table = %s FOR UPDATE", (table,))
-        rows = await tx.query(self._fetch_new, {"low": low, "table": table, "batch": self._batch})
+        found = await tx.query(self._lock_and_fetch, {"table": table, "batch": self._batch})
+        low, held = found[0][:2]  # held: relayed ids wait above low
+        rows = [row[2:] for row in found if row[2] is not None]
         result = SyncResult(more=len(rows) == self._batch)
         events: list[tuple[list[str], str, Any]] = []
         for _, user_id, sender, payload in rows:
             rooms = rooms_for(user_id, sender)
             if rooms:
-                events.append((rooms, "message:new", payload))
+                events.append((rooms, "message:new", JsonText(payload)))
         result.relayed = len(events)
 
         events += await self._read_events(tx, reads, result)
-        fetched = {chat_id for chat_id, *_ in rows}
+        result.fetched = fetched = {chat_id for chat_id, *_ in rows}
         unseen = (hinted - fetched) | {i for i, flags in reads.items() if flags is None}
         if unseen:
             result.deleted = [x for (x,) in await tx.query(self._find_deleted, (sorted(unseen),))]
         if events or announce:
             events.append((["staff"], "users:updated", None))
-            await Journal.append_in(tx, events)
-
-        if fetched:
-            await tx.execute(
-                "INSERT INTO n2_chat_relayed (messages_table, chat_id, seen_xmax)"
-                " SELECT %s, x, pg_snapshot_xmax(pg_current_snapshot())"
-                " FROM unnest(%s::bigint[]) AS x", (table, sorted(fetched)))
-        result.low, result.waiting = await self._advance(
-            tx, low, ceiling=max(fetched) if result.more else None)
+        result.low, result.waiting = await self._record(
+            tx, events, low, held, sorted(fetched),
+            ceiling=max(fetched) if result.more else None)
         return result
 
     async def _read_events(self, tx: Transaction, reads: dict[int, dict | None],
@@ -178,25 +225,19 @@ class ChatStore:
         result.reads = len(events)
         return events
 
-    async def _advance(self, tx: Transaction, low: int, ceiling: int | None) -> tuple[int, int]:
-        table = self.tables.messages
-        (new_low,), = await tx.query("""
-            UPDATE n2_chat_cursor SET low = GREATEST(low,
-                -- relayed ids that run on without a hole from low + 1
-                (SELECT MAX(chat_id) FROM (
-                    SELECT chat_id, chat_id - ROW_NUMBER() OVER (ORDER BY chat_id) AS k
-                    FROM n2_chat_relayed WHERE messages_table = %(table)s) run
-                 WHERE k = %(low)s),
-                -- a relayed id whose holes below are settled (module docstring)
-                (SELECT MAX(chat_id) FROM n2_chat_relayed
-                 WHERE messages_table = %(table)s
-                   AND chat_id <= COALESCE(%(ceiling)s, chat_id)
-                   AND seen_xmax <= pg_snapshot_xmin(pg_current_snapshot())
-                   AND relayed_at <= NOW() - make_interval(secs => %(grace)s)))
-            WHERE messages_table = %(table)s
-            RETURNING low""", {"table": table, "low": low, "ceiling": ceiling, "grace": self.grace})
-        await tx.execute("DELETE FROM n2_chat_relayed WHERE messages_table = %s AND chat_id <= %s",
-                         (table, new_low))
-        (waiting,), = await tx.query(
-            "SELECT COUNT(*) FROM n2_chat_relayed WHERE messages_table = %s", (table,))
+    async def _record(self, tx: Transaction, events: list[tuple[list[str], str, Any]], low: int,
+                      held: bool, fetched: list[int], ceiling: int | None) -> tuple[int, int]:
+        """Append ``events`` to the journal, record ``fetched`` as relayed, move ``low``
+        up and COMMIT, in one round trip; returns the new ``low`` and how many relayed
+        ids wait above it."""
+        params = {"table": self.tables.messages, "low": low, "fetched": fetched,
+                  "ceiling": ceiling, "grace": self.grace}
+        if not held and fetched == list(range(low + 1, low + 1 + len(fetched))):
+            sql, params["last"] = ADVANCE, low + len(fetched)
+        else:
+            sql = RECORD
+        if events:
+            sql = f"{APPEND};\n{sql}"
+            params["batch"] = encode_batch([encode_append(*event) for event in events])
+        (new_low, waiting), = await tx.commit(sql, params, then=PROGRESS)
         return new_low, waiting

@@ -1,7 +1,23 @@
 import pytest
 import pytest_twisted
 
+from txpostgres import txpostgres
+
 from tests.integration.chat_harness import ChatHarness
+
+
+@pytest.fixture
+def round_trips(monkeypatch) -> list[str]:
+    """Every statement the gateway's connections send, one entry per round trip."""
+    statements: list[str] = []
+    execute = txpostgres.Cursor.execute
+
+    def counting(self, query, params=None):
+        statements.append(query)
+        return execute(self, query, params)
+
+    monkeypatch.setattr(txpostgres.Cursor, "execute", counting)
+    return statements
 
 
 @pytest_twisted.async_yield_fixture

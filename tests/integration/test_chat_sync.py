@@ -71,6 +71,22 @@ async def test_a_burst_of_a_thousand_inserts_is_relayed_in_order_by_one_query(ch
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_sync_is_two_round_trips_however_many_rows_it_relays(chat, database_url,
+                                                                       round_trips):
+    app = writer(database_url, autocommit=False)
+    with app.cursor() as cur:
+        cur.execute("INSERT INTO chats (user_id, sender, message)"
+                    " SELECT i % 10, 'student', 'm' || i FROM generate_series(1, 300) AS i")
+    syncs_before = chat.sync.syncs
+    round_trips.clear()
+    app.commit()
+    await chat.until(lambda: len(chat.messages()) == 300, "300 messages")
+    await chat.settle()
+    # Lock and read; append, record, move the cursor and COMMIT (keepalives aside).
+    assert len([s for s in round_trips if s != "SELECT 1"]) == 2 * (chat.sync.syncs - syncs_before)
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_row_that_commits_after_a_later_id_is_not_skipped(chat, database_url):
     slow, fast = writer(database_url, autocommit=False), writer(database_url, autocommit=False)
     with slow.cursor() as cur:

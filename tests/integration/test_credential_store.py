@@ -5,6 +5,10 @@ Fernet encryption at rest that still reads the rows written in plaintext.
 
 from __future__ import annotations
 
+import select
+import time
+
+import psycopg2
 import pytest
 import pytest_twisted
 from cryptography.fernet import Fernet
@@ -12,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs, formatEvent
 
-from n2gateway.credentials import CredentialStore
+from n2gateway.credentials import CHANGED_CHANNEL, CredentialsChanged, CredentialStore
 from n2gateway.db import Database
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.db.migrations import CORE_SCHEMA
@@ -100,3 +104,34 @@ async def test_an_undecryptable_row_is_logged_and_skipped(db, reader_key, why) -
     text = "\n".join(formatEvent(e) for e in events)
     assert text.count(f"stored pancake credentials skipped: {why}") == 2
     assert TOKEN not in text and COOKIE not in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_change_is_announced_with_the_node_that_made_it(db, database_url) -> None:
+    listening = psycopg2.connect(database_url)
+    listening.autocommit = True
+    listening.cursor().execute(f"LISTEN {CHANGED_CHANNEL}")
+    try:
+        store = CredentialStore(db, KEY, node="node-a")
+        await store.save("pancake", TOKEN, user_id="42", page_ids=["101"], cookie=COOKIE)
+        await store.deactivate("pancake")
+        await store.deactivate("nobody")  # no row changed: nothing to announce
+        deadline = time.monotonic() + 5
+        while len(listening.notifies) < 2 and time.monotonic() < deadline:
+            select.select([listening], [], [], 0.1)
+            listening.poll()
+        await store.save("tpos", "T2", room="r")  # a later change, to show none came between
+        select.select([listening], [], [], 5)
+        listening.poll()
+        payloads = [n.payload for n in listening.notifies]
+        assert [CredentialsChanged.parse(p) for p in payloads] == [
+            CredentialsChanged("pancake", "node-a"), CredentialsChanged("pancake", "node-a"),
+            CredentialsChanged("tpos", "node-a")]
+        assert not any(TOKEN in p or COOKIE in p for p in payloads)
+    finally:
+        listening.close()
+
+
+@pytest.mark.parametrize("payload", ["", "not json", "[]", '{"node": "a"}', '{"client_type": 7}'])
+def test_a_foreign_notify_is_not_taken_for_a_change(payload) -> None:
+    assert CredentialsChanged.parse(payload) is None

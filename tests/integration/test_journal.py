@@ -13,7 +13,7 @@ from twisted.internet import defer, reactor
 from n2gateway.db import Database
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.db.migrations import CORE_SCHEMA
-from n2gateway.journal import Journal, JournalFull, RetentionService
+from n2gateway.journal import APPEND, Journal, JournalFull, RetentionService, is_full_page
 from tests.support.ws import eventually
 
 
@@ -44,7 +44,7 @@ async def test_appends_of_one_reactor_turn_are_one_statement_with_consecutive_of
     statements = count_queries(journal)
     offsets = await defer.gatherResults(
         [journal.append([f"user:{n}"], "e", {"n": n}) for n in range(200)])
-    assert statements == ["SELECT n2_journal_append(%s::json)"]
+    assert statements == [APPEND]
     assert offsets == list(range(offsets[0], offsets[0] + 200))
     events = await journal.read_after(0)
     assert [(e.rooms, e.name, e.payload) for e in events] == [
@@ -60,6 +60,26 @@ async def test_appends_arriving_while_a_batch_is_in_flight_form_the_next_batch(j
     offsets = await defer.gatherResults([first, *rest])
     assert offsets == list(range(1, 50))
     assert len(statements) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_pages_stop_at_a_byte_budget_and_a_huge_event_is_a_page_of_its_own(journal):
+    sizes = [300, 300, 300, 300, 5000, 10]
+    offsets = await defer.gatherResults(
+        [journal.append(["big"], "e", "é" * (n - 2)) for n in sizes])  # n chars of JSON
+    pages = []
+    after = 0
+    while True:
+        page = await journal.replay(["big"], after, offsets[-1], max_bytes=1000)
+        if not page:
+            break
+        pages.append(page)
+        after = page[-1].offset
+    # Bytes, not characters: "é" is 2 bytes, so two 300-character events pass 1,000.
+    assert [[e.offset for e in page] for page in pages] == [
+        offsets[0:2], offsets[2:4], offsets[4:5], offsets[5:6]]
+    assert [is_full_page(page, max_bytes=1000) for page in pages] == [True, True, True, False]
+    assert [e.offset for e in await journal.read_after(0, max_bytes=1000)] == offsets[0:2]
 
 
 @pytest_twisted.ensureDeferred

@@ -8,6 +8,7 @@ from twisted.application import service
 from twisted.internet import reactor
 
 from n2gateway.db import Database
+from n2gateway.db.migrations import CORE_SCHEMA
 from n2gateway.leadership import Leadership
 from tests.support.gateway import sleep
 
@@ -26,13 +27,21 @@ class Recorder(service.Service):
 
 
 @pytest.fixture
-def nodes(database_url):
+def schema(database_url, sql) -> str:
+    """The test's database with the core schema (the leadership's table)."""
+    for path in sorted(CORE_SCHEMA.glob("*.sql")):
+        sql(path.read_text())
+    return database_url
+
+
+@pytest.fixture
+def nodes(schema):
     """Two nodes claiming the same source; events record who ran it, in order."""
     events: list = []
     made = []
     for name in ("node-a", "node-b"):
         db = Database(reactor)
-        db.configure(database_url)
+        db.configure(schema)
         leadership = Leadership(db, reactor, name, retry_interval=0.2, query_timeout=0.5)
         leadership.claim("pancake", lambda name=name: Recorder(events, name))
         made.append((leadership, db))
@@ -52,7 +61,9 @@ async def wait_until(predicate, timeout: float = 10.0) -> float:
 
 async def first_owner(a: Leadership, b: Leadership, events: list) -> None:
     a.startService()
-    await wait_until(lambda: events == [("start", "node-a")])
+    waited = await wait_until(lambda: events == [("start", "node-a")])
+    # Nobody held the source before: no grace period to wait out.
+    assert waited < a.grace
     b.startService()
     await sleep(0.6)
     assert b.owned == [] and events == [("start", "node-a")]
@@ -79,20 +90,22 @@ async def test_owner_losing_its_connection_stops_and_another_takes_over(nodes, s
     await first_owner(a, b, events)
     sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
         " WHERE application_name = 'n2gateway:node-a'")
-    await wait_until(lambda: len(events) == 3)
+    await wait_until(lambda: ("stop", "node-a") in events)
+    waited = await wait_until(lambda: len(events) == 3)
     # Whoever took the lock (node-b, or node-a again on a new connection) did not see
     # it released, so it waited out node-a's stop: never two sessions at once.
     assert events[:2] == [("start", "node-a"), ("stop", "node-a")]
     assert events[2][0] == "start"
+    assert waited >= b.grace - 0.3
     await a.stopService()
     await b.stopService()
 
 
 @pytest_twisted.ensureDeferred
-async def test_owner_stops_its_source_as_soon_as_its_socket_closes(database_url, sql):
+async def test_owner_stops_its_source_as_soon_as_its_socket_closes(schema, sql):
     events: list = []
     db = Database(reactor)
-    db.configure(database_url)
+    db.configure(schema)
     # A check interval far longer than the wait below: only the socket can tell.
     leadership = Leadership(db, reactor, "node-a", retry_interval=3.0, query_timeout=0.5)
     leadership.claim("pancake", lambda: Recorder(events, "node-a"))

@@ -92,7 +92,6 @@ async def running(database_url, sql, tmp_path):
                         data_dir=tmp_path, pancake_url=fake.url(),
                         credentials_key=Fernet.generate_key().decode())
     gateway = Gateway(settings, load_plugins(disabled=("chat", "tpos")), reactor)
-    gateway.leadership.grace = 0  # one gateway: nobody to wait for
     gateway.privilegedStartService()
     gateway.startService()
     await gateway._bring_up

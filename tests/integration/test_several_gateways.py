@@ -20,12 +20,14 @@ from twisted.internet import reactor
 from twisted.internet.task import LoopingCall
 
 from tests.fakes.pancake import FakePancake
-from tests.support.claimed_pancake import TOKEN
-from tests.support.gateway import WITHOUT_SOURCES, GatewayProcess, sleep
+from tests.support.gateway import GatewayProcess, sleep
 from tests.support.wsclient import ResumingClient
 
-# The test plugin claims "pancake" itself: the built-in source plugins stay out.
-PLUGIN = (*WITHOUT_SOURCES, "--plugin", "tests.support.claimed_pancake")
+# The Pancake plugin as shipped; the other sources stay out.
+PANCAKE_ONLY = ("--disable-plugin", "chat,tpos")
+TOKEN = "fault-test-token"
+NEW_TOKEN = "fault-test-token-2"
+CREDENTIALS = {"token": TOKEN, "userId": "1", "pageIds": ["p1"]}
 FAST_POLL = {"N2GATEWAY_POLL_INTERVAL": "0.2"}
 
 
@@ -52,6 +54,21 @@ def get_json(url: str) -> dict:
         return json.loads(answer.read())
 
 
+def post_json(url: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def pancake_gateways(tmp_path: Path, database_url: str, fake: FakePancake) -> list[GatewayProcess]:
+    return two_gateways(tmp_path, database_url, *PANCAKE_ONLY, "--pancake-url", fake.url())
+
+
+def node_id(node: GatewayProcess) -> str:
+    return node.args[node.args.index("--node-id") + 1]
+
+
 async def wait_until(predicate, timeout: float, what: str) -> float:
     started = time.monotonic()
     while not predicate():
@@ -59,6 +76,15 @@ async def wait_until(predicate, timeout: float, what: str) -> float:
         assert waited < timeout, f"{what}: not within {timeout} s"
         await sleep(0.05)
     return time.monotonic() - started
+
+
+def stop_all(nodes: list[GatewayProcess], *stoppable) -> None:
+    """Stop what a test started (streams, publishers, clients), then its gateways."""
+    for thing in stoppable:
+        if thing is not None:
+            thing.stop()
+    for node in nodes:
+        node.ensure_stopped()
 
 
 def owner_of(nodes: list[GatewayProcess], source: str) -> GatewayProcess | None:
@@ -113,11 +139,12 @@ def journal(sql, room: str) -> list[tuple[int, int]]:
 async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path, database_url, sql):
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = two_gateways(tmp_path, database_url, *PLUGIN, "--pancake-url", fake.url())
+    nodes = pancake_gateways(tmp_path, database_url, fake)
     clients: list[ResumingClient] = []
     stream = None
     try:
         await start_all(nodes)
+        post_json(nodes[0].url + "/api/realtime/start", CREDENTIALS)
         await fake.wait_joined(2)
         # Each client starts on its own node; the killed node's client moves over.
         clients = [ResumingClient([n.port for n in nodes[i:] + nodes[:i]], "pancake", f"u{i}").start()
@@ -129,7 +156,7 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
         owner = owner_of(nodes, "pancake")
         survivor = next(n for n in nodes if n is not owner)
         assert get_json(survivor.url + "/api/hub/status")["node"]["owners"] == {
-            "pancake": owner.args[owner.args.index("--node-id") + 1]}
+            "pancake": node_id(owner)}
         killed_at = time.monotonic()
         await owner.kill()
         took = await wait_until(lambda: fake.concurrent(TOKEN) == 1 and fake.join_count >= 4,
@@ -143,12 +170,7 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
         last = journal(sql, "pancake")[-1][0]
         await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
     finally:
-        if stream is not None:
-            stream.stop()
-        for client in clients:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, stream, *clients)
         await fake.close()
 
     events = journal(sql, "pancake")
@@ -173,14 +195,17 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
         tmp_path, database_url, sql):
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = two_gateways(tmp_path, database_url, *PLUGIN, "--pancake-url", fake.url())
+    nodes = pancake_gateways(tmp_path, database_url, fake)
     client = None
     try:
         nodes[0].start()
         await nodes[0].wait_healthy()
-        await fake.wait_joined(2)
+        await wait_until(lambda: owner_of(nodes[:1], "pancake"), 10, "node-a owning pancake")
         nodes[1].start()
         await nodes[1].wait_healthy()
+        # Credentials given to the node that does not hold Pancake reach the one that does.
+        post_json(nodes[1].url + "/api/realtime/start", CREDENTIALS)
+        await fake.wait_joined(2)
         # Both nodes say who they are and agree on who owns what.
         for node, name in zip(nodes, ("node-a", "node-b")):
             health = node.health()[1]["node"]
@@ -211,10 +236,7 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
         assert nodes[1].health()[1]["node"]["owners"] == {"pancake": "node-b"}
         assert time.monotonic() - terminated_at < 15
     finally:
-        if client is not None:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, client)
         await fake.close()
     assert client.offsets == [offset for offset, _ in journal(sql, "pancake")]
 
@@ -298,11 +320,12 @@ async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
     postgres = SeparatePostgres(tmp_path)
     fake = FakePancake(reactor)
     fake.listen()
-    nodes = two_gateways(tmp_path, postgres.url, *PLUGIN, "--pancake-url", fake.url())
+    nodes = pancake_gateways(tmp_path, postgres.url, fake)
     clients: list[ResumingClient] = []
     publisher = Publisher(nodes, "load")
     try:
         await start_all(nodes)
+        post_json(nodes[1].url + "/api/realtime/start", CREDENTIALS)
         await fake.wait_joined(2)
         clients = [ResumingClient([node.port], "load", f"u{i}").start()
                    for i, node in enumerate(nodes)]
@@ -325,11 +348,7 @@ async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
         await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
         assert time.monotonic() - restarted_at < 25
     finally:
-        publisher.stop()
-        for client in clients:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, publisher, *clients)
         await fake.close()
         try:
             with psycopg2.connect(postgres.url) as connection, connection.cursor() as cur:
@@ -406,11 +425,7 @@ async def test_a_client_that_never_reads_does_not_slow_the_others(tmp_path, data
         assert get_json(nodes[1].url + "/api/hub/status")["slowClosed"]["ws"] == 0
         slow.close()
     finally:
-        publisher.stop()
-        for client in clients:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, publisher, *clients)
 
     by_offset = {offset: n for n, offset in publisher.accepted.items()}
     for client in clients:
@@ -444,13 +459,90 @@ async def test_database_connections_killed_server_side_delivery_goes_on(tmp_path
         last = max(publisher.accepted.values())
         await wait_until(lambda: all(c.last >= last for c in clients), 5, "clients caught up")
     finally:
-        publisher.stop()
-        for client in clients:
-            client.stop()
-        for node in nodes:
-            node.ensure_stopped()
+        stop_all(nodes, publisher, *clients)
     assert publisher.refused == []
     for client in clients:
         # Still live on the same connection: nothing was closed, nothing missed.
         assert client.offsets == sorted(publisher.accepted.values())
         assert len(client.connected_to) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_any_node_starts_changes_and_stops_the_session_the_owner_holds(tmp_path, database_url):
+    fake = FakePancake(reactor)
+    fake.listen()
+    nodes = pancake_gateways(tmp_path, database_url, fake)
+    try:
+        await start_all(nodes)
+        await wait_until(lambda: owner_of(nodes, "pancake"), 10, "an owner")
+        owner = owner_of(nodes, "pancake")
+        other = next(n for n in nodes if n is not owner)
+
+        answer = post_json(other.url + "/api/realtime/start", CREDENTIALS)
+        assert answer["success"] and answer["credentialsSaved"]
+        await fake.wait_joined(2)
+        await wait_until(lambda: get_json(owner.url + "/api/realtime/status")["connected"], 5,
+                         "owner connected")
+        # Either node's status names the owner; only the owner holds the session.
+        for node in nodes:
+            status = get_json(node.url + "/api/realtime/status")
+            assert status["owner"] == node_id(owner)
+            assert status["held"] is (node is owner)
+
+        post_json(other.url + "/api/realtime/start", {**CREDENTIALS, "token": NEW_TOKEN})
+        await wait_until(lambda: fake.concurrent(NEW_TOKEN) == 1 and fake.concurrent(TOKEN) == 0,
+                         5, "session replaced with the new token")
+
+        assert post_json(other.url + "/api/realtime/stop")["success"]
+        await wait_until(lambda: not fake.open_sessions, 5, "session ended")
+        await wait_until(lambda: not get_json(owner.url + "/api/realtime/status")["hasToken"], 5,
+                         "owner's status cleared")
+        await sleep(1)
+        assert not fake.open_sessions  # stopped, not reconnecting
+    finally:
+        stop_all(nodes)
+        await fake.close()
+    assert fake.peak_concurrent[TOKEN] == 1 and fake.peak_concurrent[NEW_TOKEN] == 1
+    assert len(fake.sessions) == 2
+    logs = "".join(node.log_text() for node in nodes)
+    assert TOKEN not in logs
+
+
+@pytest_twisted.ensureDeferred
+async def test_chat_sync_runs_on_one_node_and_the_next_goes_on_from_its_cursor(
+        tmp_path, database_url, sql):
+    nodes = two_gateways(tmp_path, database_url, "--disable-plugin", "pancake,tpos")
+    written: list[int] = []
+
+    def write(count: int) -> None:
+        for _ in range(count):
+            written.append(sql("INSERT INTO chats (user_id, sender, message)"
+                               " VALUES (1, 'student', 'hi') RETURNING chat_id")[0][0])
+
+    def relayed() -> list[int]:
+        return [chat_id for (chat_id,) in sql(
+            "SELECT (payload ->> 'chat_id')::int FROM n2_journal"
+            " WHERE event = 'message:new' ORDER BY seq")]
+
+    try:
+        await start_all(nodes)
+        await wait_until(lambda: owner_of(nodes, "chat"), 10, "a chat owner")
+        owner = owner_of(nodes, "chat")
+        other = next(n for n in nodes if n is not owner)
+        await wait_until(lambda: owner.health()[1]["plugins"]["chat"].get("cursor") is not None,
+                         10, "chat tables ready")
+        write(20)
+        await wait_until(lambda: len(relayed()) == 20, 10, "first messages relayed")
+        assert owner.health()[1]["plugins"]["chat"]["held"] is True
+        idle = other.health()[1]["plugins"]["chat"]
+        assert (idle["held"], idle["relayed"]) == (False, 0)
+
+        await owner.kill()
+        write(20)  # while nobody runs the sync
+        await wait_until(lambda: owner_of([other], "chat"), 15, "takeover")
+        write(20)
+        await wait_until(lambda: len(relayed()) >= 60, 10, "every message relayed")
+        await sleep(0.5)
+    finally:
+        stop_all(nodes)
+    assert relayed() == written  # each once, in order, across the handover

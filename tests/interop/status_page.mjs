@@ -1,10 +1,11 @@
 // Drives the status page in headless Chromium: log in with the admin token, see a
 // provider turn connected, subscribe in the "try it" panel and see a published
-// event arrive live there and in "recent events". Prints a JSON verdict.
+// event arrive live there and in "recent events"; on a second gateway sharing the
+// database, see the provider shown as held by the first. Prints a JSON verdict.
 import { chromium } from "playwright-core";
 
 // The provider to watch, and the control call that makes its upstream connect.
-const [base, adminToken, screenshot, provider, startPath, startBody] = process.argv.slice(2);
+const [base, adminToken, screenshot, provider, startPath, startBody, otherBase] = process.argv.slice(2);
 const auth = { Authorization: "Bearer " + adminToken, "Content-Type": "application/json" };
 const post = (path, body) => fetch(base + path, { method: "POST", headers: auth, body: JSON.stringify(body) })
   .then((r) => { if (!r.ok) throw new Error(path + " answered " + r.status); return r.json(); });
@@ -49,6 +50,13 @@ try {
   });
   await step("event recent", () => page.waitForFunction(() => [...document.querySelectorAll("#recent tbody tr")]
     .some((tr) => tr.cells[1].textContent === "order:created"), null, { timeout: 5000 }));
+  await step("held elsewhere", async () => {
+    const other = await browser.newPage();
+    await other.goto(otherBase + "/", { waitUntil: "load" });
+    const row = await other.waitForSelector(`[data-provider="${provider}"][data-state="elsewhere"]`, { timeout: 5000 });
+    verdict.elsewhereText = await row.textContent();
+    await other.close();
+  });
   verdict.recentText = await page.textContent("#recent");
   verdict.pageText = await page.textContent("body");
   await page.screenshot({ path: screenshot, fullPage: true });

@@ -20,27 +20,38 @@ async def test_status_page_shows_providers_traffic_and_live_events(
         database_url, tmp_path, artifacts_dir) -> None:
     fake = FakePancake(reactor)
     fake.listen()
-    gateway = GatewayProcess(tmp_path, "--admin-token", ADMIN, "--disable-plugin", "chat,tpos",
-                             "--pancake-url", fake.url(), database_url=database_url).start()
+
+    def node(name: str) -> GatewayProcess:
+        (tmp_path / name).mkdir()
+        return GatewayProcess(tmp_path / name, "--admin-token", ADMIN, "--disable-plugin",
+                              "chat,tpos", "--node-id", name, "--pancake-url", fake.url(),
+                              database_url=database_url)
+
+    gateway, other = node("node-a"), node("node-b")
+    gateway.start()
     try:
-        # The leadership hands Pancake to this gateway after its grace period.
+        # Held once the leadership's first check hands Pancake to this gateway.
         while not (await gateway.wait_healthy())["plugins"]["pancake"]["held"]:
             await sleep(0.2)
+        other.start()  # a second gateway on the database: its page shows who holds Pancake
+        await other.wait_healthy()
         screenshot = artifacts_dir / "status-page.png"
         start = json.dumps({"token": "status-page-token", "userId": "42", "pageIds": ["101"]})
         # The fake upstream runs on this reactor: the browser script runs in a thread.
         done = await deferToThread(
             subprocess.run,
             ["node", "tests/interop/status_page.mjs", gateway.url, ADMIN, str(screenshot),
-             "pancake", "/api/realtime/start", start],
+             "pancake", "/api/realtime/start", start, other.url],
             cwd=ROOT, capture_output=True, text=True, timeout=90)
     finally:
         gateway.ensure_stopped()
+        other.ensure_stopped()
         await fake.close()
     assert done.returncode == 0, done.stderr
     verdict = json.loads(done.stdout)
     assert "failure" not in verdict, verdict
-    assert verdict["steps"][-1] == "event recent"
+    assert verdict["steps"][-1] == "held elsewhere"
+    assert "held by node-a" in verdict["elsewhereText"]
     assert verdict["errors"] == []
     assert "[redacted]" in verdict["recentText"]
     assert "hunter2-do-not-show" not in verdict["recentText"]

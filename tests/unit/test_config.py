@@ -29,6 +29,7 @@ GOOD_VALUES = {
     "retention": "30m",
     "retention-rows": "500",
     "poll-interval": "2.5",
+    "recovery-ttl": "5m",
     "node-id": "gw-1",
     "log-format": "json",
 }
@@ -42,6 +43,7 @@ OTHER_VALUES = {
     "retention": "2h",
     "retention-rows": "7",
     "poll-interval": "9",
+    "recovery-ttl": "45s",
 }
 
 FIELDS = {
@@ -50,7 +52,7 @@ FIELDS = {
     "tpos-url": "tpos_url", "credentials-key": "credentials_key",
     "disable-plugin": "disabled_plugins", "retention": "retention",
     "retention-rows": "retention_rows", "poll-interval": "poll_interval",
-    "node-id": "node_id", "log-format": "log_format",
+    "recovery-ttl": "recovery_ttl", "node-id": "node_id", "log-format": "log_format",
 }
 
 
@@ -63,8 +65,8 @@ def expected(name: str, value: str):
         return Path(value)
     if name == "disable-plugin":
         return tuple(v.strip() for v in value.split(","))
-    if name == "retention":
-        return {"30m": 1800.0, "2h": 7200.0}[value]
+    if name in ("retention", "recovery-ttl"):
+        return {"30m": 1800.0, "2h": 7200.0, "5m": 300.0, "45s": 45.0}[value]
     if name == "retention-rows":
         return int(value)
     if name == "poll-interval":
@@ -109,6 +111,7 @@ def test_defaults_without_options_or_environment(tmp_path, monkeypatch):
     assert s.tpos_url == "wss://rt-2.tpos.app/socket.io/"
     assert s.plugins == () and s.disabled_plugins == ()
     assert (s.retention, s.retention_rows, s.poll_interval) == (86400.0, 1_000_000, 1.0)
+    assert s.recovery_ttl == 120.0
 
 
 @pytest.mark.parametrize("option, value, says", [
@@ -116,6 +119,7 @@ def test_defaults_without_options_or_environment(tmp_path, monkeypatch):
     ("retention", "0s", "must be more than zero"),
     ("retention", "-5m", "must be more than zero"),
     ("poll-interval", "1w", "expected a duration like 90s, 30m or 24h"),
+    ("recovery-ttl", "0", "must be more than zero"),
     ("retention-rows", "0", "expected a positive whole number"),
     ("retention-rows", "1e6", "expected a positive whole number"),
 ])

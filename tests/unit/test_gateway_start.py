@@ -53,6 +53,19 @@ class FlakyDatabase:
             raise DatabaseUnavailable(self.reason)
 
 
+@pytest.mark.parametrize("message, kept", [
+    ('connection to server at "db", port 5432 failed: FATAL:  password authentication'
+     ' failed for user "n2"', 'password authentication failed for user "n2"'),
+    ("could not connect: postgresql://n2:s3cret-pw@db/n2 refused", "postgresql://n2:[redacted]@db/n2"),
+    ("bad options: host=db password=s3cret-pw user=n2", "password=[redacted] user=n2"),
+    ("bad options: password='s3cret pw' user=n2", "password=[redacted] user=n2"),
+])
+def test_database_errors_keep_their_reason_and_lose_any_password(message, kept):
+    described = describe_error(psycopg2.OperationalError(message + "\nDETAIL: more"))
+    assert kept in described
+    assert "s3cret" not in described and "DETAIL" not in described
+
+
 def test_retry_delays_grow_and_are_capped():
     delays = [retry_delay(n) for n in range(8)]
     assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
@@ -94,6 +107,33 @@ def test_the_gateway_retries_with_growing_delays_and_says_why(tmp_path, log_line
     assert any("gateway ready" in line for line in log_lines)
     assert not [line for line in log_lines if PASSWORD in line]
 
+    gateway.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_database_lost_during_migrations_is_waited_for(tmp_path, log_lines, monkeypatch):
+    clock = Clock()
+    settings = build_settings({"database-url": URL, "data-dir": str(tmp_path)}, {}, clock)
+    gateway = Gateway(settings, load_plugins(), clock)
+    flaky = FlakyDatabase(failures=0, reason="")
+    gateway.db.ping = flaky.ping
+    runs = []
+
+    async def migrations(db, folders):
+        runs.append(len(runs))
+        if len(runs) == 1:
+            flaky.failures = flaky.pings + 1  # the next ping fails too
+            raise DatabaseUnavailable("server closed the connection unexpectedly")
+        return []
+
+    import n2gateway.gateway as module
+    monkeypatch.setattr(module, "apply_migrations", migrations)
+    gateway.startService()
+    assert runs == [0] and gateway.database_state == "starting" and not gateway.ready
+    clock.advance(0.5)
+    assert runs == [0, 1] and gateway.ready
+    assert any("database lost during migrations" in line for line in log_lines)
+    assert not [line for line in log_lines if "start-up failed" in line]
     gateway.stopService()
     assert clock.getDelayedCalls() == []
 
@@ -181,3 +221,11 @@ def test_health_is_not_ok_until_start_up_is_over(tmp_path, monkeypatch):
     code, answer = health()
     assert (code, answer["status"]) == (200, "ok")
     gateway.stopService()
+
+
+def test_the_recovery_ttl_reaches_the_socketio_sessions(tmp_path):
+    clock = Clock()
+    settings = build_settings({"database-url": URL, "data-dir": str(tmp_path),
+                               "recovery-ttl": "5m"}, {}, clock)
+    sessions = Gateway(settings, load_plugins(), clock).endpoints["socket.io"].sessions
+    assert sessions.ttl == 300.0

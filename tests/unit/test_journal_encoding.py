@@ -6,7 +6,9 @@ publisher's event in its batch, so such an event must be refused before it joins
 
 import pytest
 
-from n2gateway.journal import encode_append
+import json
+
+from n2gateway.journal import MAX_PAYLOAD, JsonText, encode_append
 
 
 @pytest.mark.parametrize("rooms, event", [
@@ -28,3 +30,16 @@ def test_unstorable_payload_text_is_refused() -> None:
 def test_nul_inside_a_payload_is_kept() -> None:
     # The payload column is json (not jsonb): the \u0000 escape is stored as written.
     assert "\\u0000" in encode_append(["room"], "x", {"text": "\x00"})
+
+
+def test_json_text_is_spliced_in_as_it_is() -> None:
+    text = '{"message": "xin chào", "n": [1, 2.50, null]}'
+    encoded = encode_append(["user:1", "staff"], "message:new", JsonText(text))
+    assert encoded.endswith(',"payload":' + text + "}")
+    assert json.loads(encoded) == {"rooms": ["user:1", "staff"], "event": "message:new",
+                                   "payload": json.loads(text)}
+
+
+def test_json_text_counts_against_the_size_limit() -> None:
+    with pytest.raises(ValueError, match="bytes"):
+        encode_append(["room"], "x", JsonText('"' + "z" * MAX_PAYLOAD + '"'))

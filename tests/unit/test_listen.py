@@ -133,6 +133,22 @@ def test_subscribing_while_connected_listens_and_then_calls_on_recovered():
     assert clock.getDelayedCalls() == []
 
 
+def test_a_late_subscriber_to_a_listened_channel_is_told_it_is_live():
+    # A source handed back to this gateway subscribes again: it must catch up.
+    clock, db, listener = make()
+    listener.startService()
+    recovered = []
+    unsubscribe = listener.subscribe("a", lambda p: None, lambda: recovered.append(1))
+    clock.advance(0)
+    unsubscribe()
+    listener.subscribe("a", lambda p: None, lambda: recovered.append(2))
+    clock.advance(0)
+    assert db.connections[0].operations == ['LISTEN "a"']
+    assert recovered == [1, 2]
+    listener.stopService()
+    assert clock.getDelayedCalls() == []
+
+
 def test_a_failing_subscriber_does_not_stop_the_others():
     clock, db, listener = make()
 

@@ -18,7 +18,6 @@ from n2gateway.credentials import StoredCredentials
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.upstream.backoff import upstream_backoff
 from n2gateway.upstream.pancake import PancakeCredentials
-from n2gateway.upstream.provider import ProviderNotRunning
 from plugins.pancake.provider import PancakeProvider
 from tests.fakes.memory import MemoryEndpoint
 from tests.fakes.pancake import FakePancake
@@ -208,11 +207,65 @@ def test_a_start_that_cannot_save_changes_nothing(world: World) -> None:
     world.stop_service()
 
 
-def test_start_before_the_service_runs_is_refused(world: World) -> None:
-    failed = world.run(world.provider.start(credentials()))
-    assert isinstance(failed.result.value, ProviderNotRunning)
-    failed.addErrback(lambda _: None)
+def test_start_on_a_gateway_not_holding_the_provider_only_saves(world: World) -> None:
+    # Another gateway holds Pancake: the saved row is what it follows.
+    here = world.run(world.provider.start(credentials()))
+    assert here.result is False
+    assert world.store.rows["pancake"].token == NEW_TOKEN
+    assert world.fake.sessions == []
+    assert world.status["hasToken"] is False
+    # Once this gateway holds it, it connects with that row.
+    world.provider.startService()
+    world.network.flush()
+    assert world.fake.open_sessions[0].token == NEW_TOKEN
+    world.stop_service()
+
+
+def test_follows_a_row_changed_through_another_gateway(world: World) -> None:
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    world.store_row(token=NEW_TOKEN, page_ids=("201",))
+    world.provider.follow_stored()
+    world.network.flush()
+    assert [s.token for s in world.fake.open_sessions] == [NEW_TOKEN]
+    assert world.fake.peak_concurrent[NEW_TOKEN] == 1
+    assert world.timeline == [("open", None), ("close", TOKEN), ("open", None)]
+    assert world.status["pageIds"] == ["201"]
+    # A start elsewhere with the same credentials reconnects too, as a start does.
+    world.provider.follow_stored()
+    world.network.flush()
+    assert len(world.fake.sessions) == 3 and len(world.fake.open_sessions) == 1
+    # A check after LISTEN came back leaves an unchanged row be.
+    world.provider.follow_stored(force=False)
+    world.network.flush()
+    assert len(world.fake.sessions) == 3
+    # Stopped elsewhere: the session ends here.
+    world.store_row(token=NEW_TOKEN, page_ids=("201",), active=False)
+    world.provider.follow_stored(force=False)
+    world.network.flush()
+    assert world.fake.open_sessions == [] and world.status["hasToken"] is False
+    world.advance(600)
+    assert len(world.fake.sessions) == 3
+    world.stop_service()
+
+
+def test_a_gateway_not_holding_the_provider_ignores_changes(world: World) -> None:
+    world.store_row()
+    world.provider.follow_stored()
+    world.network.flush()
     assert world.store.calls == [] and world.fake.sessions == []
+
+
+def test_a_follow_still_reading_when_the_service_stops_connects_nothing(world: World) -> None:
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    world.store.down = 3
+    world.provider.follow_stored()
+    world.stop_service()
+    world.advance(600)
+    assert len(world.fake.sessions) == 1 and world.fake.open_sessions == []
 
 
 def test_stop_deactivates_and_disconnects(world: World) -> None:

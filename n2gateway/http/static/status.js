@@ -50,8 +50,11 @@ function renderHealth(health) {
   const providers = Object.entries(health.plugins || {})
     .filter(([, s]) => s && typeof s.connected === "boolean");
   $("no-providers").hidden = providers.length > 0;
+  const owners = (health.node && health.node.owners) || {};
   fill($("providers").tBodies[0], providers.map(([name, s]) => {
-    const [text, kind] = s.needsLogin ? ["needs login", "needs-login"]
+    // With several gateways, another one may hold the session: not a fault here.
+    const [text, kind] = s.held === false ? ["held by " + (owners[name] ?? "nobody yet"), "elsewhere"]
+      : s.needsLogin ? ["needs login", "needs-login"]
       : s.connected ? ["connected", "connected"] : ["disconnected", "disconnected"];
     return { attrs: { "data-provider": name, "data-state": kind },
              cells: [name, badge(text, kind), s.reconnectAttempts ?? 0, s.lastError ?? ""] };

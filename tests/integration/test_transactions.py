@@ -1,0 +1,96 @@
+"""``Database.transaction`` on a real PostgreSQL: its round trips, and what a failure leaves."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from n2gateway.db import Database, DatabaseUnavailable
+
+
+@pytest.fixture
+def db(database_url, sql):
+    sql("CREATE TABLE notes (n INTEGER)")
+    database = Database(reactor, size=1)  # one connection: a broken one would be reused
+    database.configure(database_url)
+    yield database
+    database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_begin_travels_with_the_first_statement(db, sql, round_trips):
+    async def work(tx):
+        await tx.execute("INSERT INTO notes VALUES (1)")
+        return await tx.query("SELECT COUNT(*) FROM notes")
+
+    assert await db.transaction(work) == [(1,)]
+    assert round_trips == ["BEGIN; INSERT INTO notes VALUES (1)", "SELECT COUNT(*) FROM notes", "COMMIT"]
+    assert sql("SELECT n FROM notes") == [(1,)]
+
+    async def nothing(tx):
+        return "done"
+
+    round_trips.clear()
+    assert await db.transaction(nothing) == "done"
+    assert round_trips == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_commit_with_the_last_statements_and_a_look_after_it(db, sql, round_trips):
+    async def work(tx):
+        await tx.execute("INSERT INTO notes VALUES (1)")
+        return await tx.commit("INSERT INTO notes VALUES (%(n)s)", {"n": 2},
+                               then="SELECT COUNT(*) FROM notes")
+
+    assert await db.transaction(work) == [(2,)]
+    assert len(round_trips) == 2
+    assert sql("SELECT n FROM notes ORDER BY n") == [(1,), (2,)]
+
+    async def fails_before_commit(tx):
+        await tx.execute("INSERT INTO notes VALUES (3)")
+        await tx.commit("INSERT INTO notes VALUES ('not a number')", None, then="SELECT 1")
+
+    with pytest.raises(psycopg2.errors.InvalidTextRepresentation):
+        await db.transaction(fails_before_commit)
+    assert sql("SELECT n FROM notes ORDER BY n") == [(1,), (2,)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_work_that_fails_leaves_nothing_and_a_clean_connection(db, sql):
+    async def raises(tx):
+        await tx.execute("INSERT INTO notes VALUES (1)")
+        raise RuntimeError("the caller's own check failed")
+
+    async def bad_sql(tx):
+        await tx.execute("INSERT INTO notes VALUES (2)")
+        await tx.execute("INSERT INTO notes VALUES ('not a number')")
+
+    with pytest.raises(RuntimeError):
+        await db.transaction(raises)
+    with pytest.raises(psycopg2.errors.InvalidTextRepresentation):
+        await db.transaction(bad_sql)
+
+    async def works(tx):
+        await tx.execute("INSERT INTO notes VALUES (3)")
+
+    await db.transaction(works)
+    # Committed on its own: the pool's one connection was not left inside a transaction.
+    assert sql("SELECT n FROM notes") == [(3,)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_that_cannot_roll_back_is_not_reused(db, sql):
+    async def killed(tx):
+        (pid,), = await tx.query("SELECT pg_backend_pid()")
+        sql("SELECT pg_terminate_backend(%s)", (pid,))
+        raise RuntimeError("failed after its connection died")
+
+    with pytest.raises((RuntimeError, DatabaseUnavailable)):
+        await db.transaction(killed)
+
+    async def one(tx):
+        return await tx.query("SELECT 1")
+
+    assert await db.transaction(one) == [(1,)]
