@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-processes", type=int, default=4, help="per side")
     parser.add_argument("--gateways", default="1,2", help="gateway process counts, comma list",
                         type=lambda v: [int(x) for x in v.split(",")])
-    parser.add_argument("--rates", default="10,20,40,60,80,100,120,140,160,200",
+    parser.add_argument("--rates", default="10,20,40,60,70,80,90,100,120,140,160,200",
                         help="events/s, comma list", type=lambda v: [float(x) for x in v.split(",")])
     parser.add_argument("--seconds", type=float, default=5.0, help="publishing time per rate")
     parser.add_argument("--drain", type=float, default=2.0, help="quiet seconds after each rate")

@@ -1,5 +1,6 @@
 """What every scenario needs: a gateway subprocess, its RSS, Node client processes,
-the bench publisher, and latency percentiles."""
+the bench publisher, gateway groups sharing a port (``reuseport:``), and latency
+percentiles."""
 
 from __future__ import annotations
 
