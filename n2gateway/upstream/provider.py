@@ -141,9 +141,13 @@ class Provider(Service, Generic[C]):
         session match the row. C{force} reconnects even when the credentials
         are the same, as a C{start} does; otherwise an unchanged row is left be.
         """
-        if self.running:
-            self._generation += 1
-            self._read_stored("stored credentials changed on another gateway", force)
+        if not self.running:
+            return
+        if not force and self._reads:
+            return  # a read under way brings the session in line with the row anyway
+        self._generation += 1
+        self._read_stored("stored credentials changed on another gateway" if force
+                          else "stored credentials differ from the session's", force)
 
     def status(self) -> dict[str, Any]:
         return {

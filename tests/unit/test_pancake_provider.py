@@ -250,6 +250,17 @@ def test_follows_a_row_changed_through_another_gateway(world: World) -> None:
     world.stop_service()
 
 
+def test_a_check_while_the_start_up_read_is_under_way_leaves_it_be(world: World) -> None:
+    # LISTEN taking effect just after the provider started must not race its auto-connect.
+    world.store_row()
+    world.store.down = 1
+    world.provider.startService()
+    world.provider.follow_stored(force=False)
+    world.advance(2)
+    assert world.store.calls == ["load", "load"] and len(world.fake.sessions) == 1
+    world.stop_service()
+
+
 def test_a_gateway_not_holding_the_provider_ignores_changes(world: World) -> None:
     world.store_row()
     world.provider.follow_stored()
