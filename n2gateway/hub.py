@@ -78,11 +78,7 @@ class Outgoing:
         self._frames: dict[Channel, list] = {}
 
     def add(self, channel: Channel, frame: Any) -> None:
-        frames = self._frames.get(channel)
-        if frames is None:
-            self._frames[channel] = [frame]
-        else:
-            frames.append(frame)
+        self._frames.setdefault(channel, []).append(frame)
 
     def flush(self) -> None:
         pending, self._frames = self._frames, {}

@@ -190,14 +190,15 @@ class Journal:
                                 (after, through, list(rooms)), limit, max_bytes)
 
     async def _page(self, where: str, params: tuple, limit: int, max_bytes: int) -> list[Event]:
-        # Rows are kept while the bytes before them are under max_bytes: one huge event
-        # still makes a page of its own.
+        # Of the first ``limit`` rows, those whose preceding bytes are under max_bytes:
+        # one huge event still makes a page of its own.
         rows = await self._db.query(
             "SELECT seq, rooms, event, payload FROM ("
-            " SELECT seq, rooms, event, payload::text AS payload,"
-            " sum(octet_length(payload::text)) OVER (ORDER BY seq) AS upto"
-            f" FROM n2_journal WHERE {where} ORDER BY seq LIMIT %s) page"
-            " WHERE upto - octet_length(payload) < %s ORDER BY seq",
+            " SELECT *, sum(octet_length(payload)) OVER (ORDER BY seq)"
+            " - octet_length(payload) AS before FROM ("
+            "  SELECT seq, rooms, event, payload::text AS payload"
+            f"  FROM n2_journal WHERE {where} ORDER BY seq LIMIT %s) page) sized"
+            " WHERE before < %s ORDER BY seq",
             (*params, limit, max_bytes))
         return [_row_to_event(r) for r in rows]
 
