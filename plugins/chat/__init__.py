@@ -58,4 +58,5 @@ def n2gateway_status(context: Any) -> dict[str, Any] | None:
         "waiting": sync.waiting,
         "relayed": sync.relayed,
         "reads_relayed": sync.reads_relayed,
+        "unrelayable": sync.unrelayable,
     }

@@ -64,6 +64,9 @@ class SyncResult:
     low: int = 0  # the cursor after this sync
     waiting: int = 0  # ids relayed above low (a gap below them is not settled yet)
     deleted: list[int] = field(default_factory=list)  # hinted ids whose row is gone
+    # Rows that cannot become an event (over the journal's size limit), with the reason:
+    # the cursor moves past them, or every later row would wait behind them forever.
+    unrelayable: list[tuple[int, str]] = field(default_factory=list)
     fetched: set[int] = field(default_factory=set)  # the chat ids relayed
     more: bool = False  # the batch was full: call again
 
@@ -186,20 +189,24 @@ class ChatStore:
         low, held = found[0][:2]  # held: relayed ids wait above low
         rows = [row[2:] for row in found if row[2] is not None]
         result = SyncResult(more=len(rows) == self._batch)
-        events: list[tuple[list[str], str, Any]] = []
-        for _, user_id, sender, payload in rows:
+        events: list[str] = []  # encoded for the journal
+        for chat_id, user_id, sender, payload in rows:
             rooms = rooms_for(user_id, sender)
-            if rooms:
-                events.append((rooms, "message:new", JsonText(payload)))
+            if not rooms:
+                continue
+            try:
+                events.append(encode_append(rooms, "message:new", JsonText(payload)))
+            except ValueError as e:
+                result.unrelayable.append((chat_id, str(e)))
         result.relayed = len(events)
 
-        events += await self._read_events(tx, reads, result)
+        events += [encode_append(*event) for event in await self._read_events(tx, reads, result)]
         result.fetched = fetched = {chat_id for chat_id, *_ in rows}
         unseen = (hinted - fetched) | {i for i, flags in reads.items() if flags is None}
         if unseen:
             result.deleted = [x for (x,) in await tx.query(self._find_deleted, (sorted(unseen),))]
         if events or announce:
-            events.append((["staff"], "users:updated", None))
+            events.append(encode_append(["staff"], "users:updated", None))
         result.low, result.waiting = await self._record(
             tx, events, low, held, sorted(fetched),
             ceiling=max(fetched) if result.more else None)
@@ -225,9 +232,9 @@ class ChatStore:
         result.reads = len(events)
         return events
 
-    async def _record(self, tx: Transaction, events: list[tuple[list[str], str, Any]], low: int,
+    async def _record(self, tx: Transaction, events: list[str], low: int,
                       held: bool, fetched: list[int], ceiling: int | None) -> tuple[int, int]:
-        """Append ``events`` to the journal, record ``fetched`` as relayed, move ``low``
+        """Append ``events`` (encoded) to the journal, record ``fetched`` as relayed, move ``low``
         up and COMMIT, in one round trip; returns the new ``low`` and how many relayed
         ids wait above it."""
         params = {"table": self.tables.messages, "low": low, "fetched": fetched,
@@ -239,7 +246,7 @@ class ChatStore:
             sql = RECORD
         if events:
             sql = f"{APPEND};\n{sql}"
-            params["batch"] = encode_batch([encode_append(*event) for event in events])
+            params["batch"] = encode_batch(events)
         if usual:  # nothing waits, and the cursor row is locked until COMMIT: no need to look
             await tx.commit(sql, params)
             return low + len(fetched), 0

@@ -58,6 +58,7 @@ class ChatSync(service.Service):
         # For n2gateway_status.
         self.relayed = 0
         self.reads_relayed = 0
+        self.unrelayable = 0
         self.syncs = 0
         self.low: int | None = None
         self.waiting = 0
@@ -179,6 +180,10 @@ class ChatSync(service.Service):
         self.relayed += result.relayed
         self.reads_relayed += result.reads
         self.low, self.waiting = result.low, result.waiting
+        self.unrelayable += len(result.unrelayable)
+        for chat_id, reason in result.unrelayable:
+            self.log.error("chat message {chat_id} cannot be relayed ({reason}); skipped",
+                           chat_id=chat_id, reason=reason)
         for chat_id in result.deleted:
             self.log.info("chat message {chat_id} was deleted before it could be relayed",
                           chat_id=chat_id)

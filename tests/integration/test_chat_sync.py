@@ -176,6 +176,20 @@ async def test_bad_notify_payloads_are_logged_and_skipped(chat, sql, insert):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_message_too_large_for_the_journal_is_logged_and_the_rest_relayed(chat, insert):
+    before = insert(5, "student", "before")
+    huge = insert(5, "student", "x" * (1024 * 1024 + 1))  # its event would be over 1 MiB
+    after = insert(5, "teacher", "after")
+    await chat.until(lambda: chat.messages() == [before, after], "the messages around it")
+    await chat.until(lambda: chat.sync.low == after, "the cursor to move past it")
+    assert chat.sync.unrelayable == 1
+    assert any(f"chat message {huge} cannot be relayed (event over 1048576 bytes)" in line
+               for line in chat.log)
+    later = insert(5, "student", "later")  # the sync goes on as usual
+    await chat.until(lambda: chat.messages() == [before, after, later], "a later message")
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_message_whose_user_is_missing_has_a_users_object_of_nulls(chat, insert):
     insert(404, "student", "who am I")
     await chat.until(lambda: chat.messages(), "the message")
