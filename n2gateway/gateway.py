@@ -35,7 +35,7 @@ from n2gateway.http.hub_routes import add_hub_routes
 from n2gateway.hub import Hub
 from n2gateway.http.routes import Routes
 from n2gateway.http.site import GatewaySite
-from n2gateway.journal import Journal, RetentionService
+from n2gateway.journal import DOORBELL, Journal, RetentionService
 from n2gateway.http.metrics import add_metrics_route
 from n2gateway.http.openapi import add_openapi_route
 from n2gateway.http.status_page import add_status_page_routes
@@ -56,18 +56,17 @@ class Gateway(service.MultiService):
         self.embedded = None if settings.database_url else EmbeddedPostgres(reactor, settings.data_dir)
         self.database_state = "starting"
         self.database_error: str | None = None
-        self.journal = Journal(self.db, reactor)
+        self.node_id = settings.node_id or new_node_id()
+        self.journal = Journal(self.db, reactor, node=self.node_id)
         self.listener = Listener(self.db, reactor)
         self.hub = Hub(self.journal, reactor, poll_interval=settings.poll_interval)
         self.journal.on_appended = self.hub.wake
-        self.listener.subscribe("n2_journal", lambda payload: self.hub.wake(),
-                                on_recovered=self.hub.wake)
+        self.listener.subscribe(DOORBELL, self._on_doorbell, on_recovered=self.hub.wake)
         self.authenticator = Authenticator(settings.jwt_secret)
         socketio = SocketIoFactory(self.hub, self.authenticator,
                                    SessionStore(self.db, ttl=settings.recovery_ttl), reactor)
         self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
                           "socket.io": socketio}
-        self.node_id = settings.node_id or new_node_id()
         self.leadership = Leadership(self.db, reactor, self.node_id)
         # Started in this order after migrations, stopped in reverse after the plugins.
         self.core_services = service.MultiService()
@@ -98,6 +97,11 @@ class Gateway(service.MultiService):
         self.routes.mount("/ws", self.endpoints["ws"].as_resource)
         self.routes.mount("/socket.io/", socketio.as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
+
+    def _on_doorbell(self, node: str) -> None:
+        # Our own appends woke the hub when they committed.
+        if node != self.node_id:
+            self.hub.wake()
 
     def connections_by_protocol(self) -> dict[str, int]:
         counts = dict.fromkeys(self.endpoints, 0)

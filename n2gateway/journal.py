@@ -5,6 +5,10 @@ while the previous batch is in flight) go to the database as one statement. Whil
 the database is unreachable, accepted appends wait in memory, in order, and are
 retried with backoff; callers get their offset once the event is durable. Past
 ``max_pending`` waiting events new appends are refused at once, so memory is bounded.
+
+After each commit the journal rings: this gateway's hub is woken at once, the
+others by the doorbell, a NOTIFY sent in a transaction of its own (not inside the
+durable append: see schema/0005_journal_doorbell.sql).
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from n2gateway.db import Database, DatabaseUnavailable, Transaction, retry_delay
 
 MAX_PAYLOAD = 1024 * 1024
 READ_BATCH = 1000
-#: Appends ``%(batch)s`` (``encode_batch``) and rings the doorbell; one offset a row.
-#: A source may send it together with statements of its own, in one round trip.
+#: Appends ``%(batch)s`` (``encode_batch``); one offset a row. A source may send it
+#: together with statements of its own, in one round trip, then ``ring``.
 APPEND = "SELECT n2_journal_append(%(batch)s::json)"
+RING = "SELECT n2_journal_ring(%s)"
+#: The doorbell's channel; its payload is the node that rang.
+DOORBELL = "n2_journal"
 # A page read from the journal stops once it holds this many payload bytes (a page of
 # a thousand 1 MiB events would otherwise be a gigabyte in memory at once).
 READ_BYTES = 8 * 1024 * 1024
@@ -103,13 +110,16 @@ def _row_to_event(row: tuple) -> Event:
 class Journal:
     log = Logger()
 
-    def __init__(self, db: Database, reactor: Any, *, batch_size: int = 500,
+    def __init__(self, db: Database, reactor: Any, *, node: str = "", batch_size: int = 500,
                  max_pending: int = 100_000) -> None:
         #: Called after each durable batch; the local hub reads at once instead of
         #: waiting for the doorbell to come back from PostgreSQL.
         self.on_appended: Callable[[], None] = lambda: None
+        self.node = node
         self._db = db
         self._reactor = reactor
+        self._ringing = False
+        self._ring_again = False
         self._batch_size = batch_size
         self._max_pending = max_pending
         self._pending: deque[tuple[str, defer.Deferred]] = deque()
@@ -157,17 +167,42 @@ class Journal:
                     self._pending.popleft()[1].errback(e)
                 continue
             attempt = 0
+            self.ring()
             for (_, done), (offset,) in zip(batch, rows):
                 self._pending.popleft()
                 done.callback(offset)
-            self.on_appended()
         self._flushing = False
+
+    def ring(self) -> None:
+        """Events were committed: wake this gateway's hub, and the others through the
+        doorbell. One doorbell is in flight at a time; rings meanwhile send one more."""
+        self.on_appended()
+        if self._ringing:
+            self._ring_again = True
+            return
+        self._ringing = True
+        defer.Deferred.fromCoroutine(self._send_doorbells())
+
+    async def _send_doorbells(self) -> None:
+        try:
+            again = True
+            while again:
+                self._ring_again = False
+                await self._db.query(RING, (self.node,))
+                again = self._ring_again
+        except DatabaseUnavailable:
+            pass  # the other hubs' poll finds the events; nothing is lost
+        except Exception:
+            self.log.failure("journal doorbell failed")
+        finally:
+            self._ringing = False
 
     @staticmethod
     async def append_in(tx: Transaction, events: Sequence[tuple[Sequence[str], str, Any]]) -> list[int]:
         """Append ``(rooms, event, payload)`` items inside the caller's transaction, so a
         source can publish and record its own progress atomically (no duplicate after
-        a crash). The hub sees them once the transaction commits."""
+        a crash). Call ``ring`` once it has committed: the hubs read them then (or at
+        their next poll)."""
         batch = encode_batch([encode_append(*event) for event in events])
         rows = await tx.query(APPEND, {"batch": batch})
         return [offset for (offset,) in rows]

@@ -42,7 +42,7 @@ def n2gateway_services(context: Any, register: Callable[[IService], None]) -> No
     quote_table(tables.users), quote_table(tables.messages)  # fail early on a bad name
     grace = float(settings.plugin_setting("chat_gap_grace", str(GRACE)))
     sync = _syncs[id(context)] = ChatSync(context.reactor, context.listener,
-                                          ChatStore(context.db, tables, grace=grace))
+                                          ChatStore(context.db, context.journal, tables, grace=grace))
     context.leadership.claim(SOURCE, lambda: sync)
 
 

@@ -48,7 +48,7 @@ from typing import Any
 import psycopg2.errors
 
 from n2gateway.db import Database, Transaction
-from n2gateway.journal import APPEND, JsonText, encode_append, encode_batch
+from n2gateway.journal import APPEND, Journal, JsonText, encode_append, encode_batch
 
 from plugins.chat.schema import Tables, ensure_schema
 
@@ -68,6 +68,7 @@ class SyncResult:
     # the cursor moves past them, or every later row would wait behind them forever.
     unrelayable: list[tuple[int, str]] = field(default_factory=list)
     fetched: set[int] = field(default_factory=set)  # the chat ids relayed
+    appended: bool = False  # events went to the journal
     more: bool = False  # the batch was full: call again
 
 
@@ -113,9 +114,10 @@ def rooms_for(user_id: Any, sender: Any) -> list[str]:
 
 
 class ChatStore:
-    def __init__(self, db: Database, tables: Tables, *, batch: int = BATCH,
+    def __init__(self, db: Database, journal: Journal, tables: Tables, *, batch: int = BATCH,
                  grace: float = GRACE) -> None:
         self._db = db
+        self._journal = journal
         self.tables = tables
         self._batch = batch
         self.grace = grace
@@ -179,6 +181,8 @@ class ChatStore:
                     raise
                 continue
             self._relayed_last = result.fetched
+            if result.appended:
+                self._journal.ring()
             return result
         raise AssertionError("unreachable")
 
@@ -207,6 +211,7 @@ class ChatStore:
             result.deleted = [x for (x,) in await tx.query(self._find_deleted, (sorted(unseen),))]
         if events or announce:
             events.append(encode_append(["staff"], "users:updated", None))
+        result.appended = bool(events)
         result.low, result.waiting = await self._record(
             tx, events, low, held, sorted(fetched),
             ceiling=max(fetched) if result.more else None)

@@ -13,6 +13,7 @@ from twisted.logger import globalLogPublisher
 
 from n2gateway.db import Database
 from n2gateway.db.listen import Listener
+from n2gateway.journal import Journal
 from n2gateway.db.migrations import CORE_SCHEMA, MigrationFolder, apply_migrations
 from plugins.chat import MIGRATIONS
 from plugins.chat.schema import Tables
@@ -34,7 +35,7 @@ class ChatHarness:
         self.db = Database(reactor)
         self.db.configure(database_url)
         self.listener = Listener(self.db, reactor)
-        self.store = ChatStore(self.db, tables, grace=grace)
+        self.store = ChatStore(self.db, Journal(self.db, reactor), tables, grace=grace)
         self.sync = ChatSync(reactor, self.listener, self.store)
         self.reader = writer(database_url)
         self.log: list[str] = []

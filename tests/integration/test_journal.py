@@ -1,5 +1,5 @@
-"""The journal on real PostgreSQL: batched appends, a payload-free doorbell, big
-payloads, appends inside a caller's transaction, and retention."""
+"""The journal on real PostgreSQL: batched appends, a doorbell outside the durable
+commit, big payloads, appends inside a caller's transaction, and retention."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import select
 import psycopg2
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 
 from n2gateway.db import Database
 from n2gateway.db.migrations import MigrationFolder, apply_migrations
 from n2gateway.db.migrations import CORE_SCHEMA
-from n2gateway.journal import APPEND, Journal, JournalFull, RetentionService, is_full_page
+from n2gateway.journal import (APPEND, RING, Journal, JournalFull, RetentionService,
+                               is_full_page)
 from tests.support.ws import eventually
 
 
@@ -23,7 +24,7 @@ def journal(database_url):
     db.configure(database_url)
     pytest_twisted.blockon(defer.Deferred.fromCoroutine(
         apply_migrations(db, [MigrationFolder("core", CORE_SCHEMA)])))
-    yield Journal(db, reactor)
+    yield Journal(db, reactor, node="node-a")
     db.close()
 
 
@@ -44,7 +45,7 @@ async def test_appends_of_one_reactor_turn_are_one_statement_with_consecutive_of
     statements = count_queries(journal)
     offsets = await defer.gatherResults(
         [journal.append([f"user:{n}"], "e", {"n": n}) for n in range(200)])
-    assert statements == [APPEND]
+    assert [s for s in statements if s != RING] == [APPEND]
     assert offsets == list(range(offsets[0], offsets[0] + 200))
     events = await journal.read_after(0)
     assert [(e.rooms, e.name, e.payload) for e in events] == [
@@ -59,7 +60,7 @@ async def test_appends_arriving_while_a_batch_is_in_flight_form_the_next_batch(j
     rest = [journal.append(["r"], "e", n) for n in range(2, 50)]
     offsets = await defer.gatherResults([first, *rest])
     assert offsets == list(range(1, 50))
-    assert len(statements) == 2
+    assert statements.count(APPEND) == 2
 
 
 @pytest_twisted.ensureDeferred
@@ -96,23 +97,41 @@ async def test_each_event_keeps_its_rooms_name_payload_and_time(journal, sql):
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_doorbell_rings_on_n2_journal_without_the_payload(journal, database_url):
+async def test_the_doorbell_rings_after_the_commit_naming_the_node_not_the_payload(
+        journal, database_url, sql):
     listener = psycopg2.connect(database_url)
     listener.autocommit = True
     listener.cursor().execute("LISTEN n2_journal")
+
+    def rung():
+        if select.select([listener], [], [], 0)[0]:
+            listener.poll()
+        return listener.notifies
+
     try:
+        # The durable append rings nothing itself: a NOTIFY in its transaction would
+        # make every notifying writer on the server wait for its WAL flush.
+        sql(APPEND, {"batch": '[{"rooms": ["r"], "event": "e", "payload": 1}]'})
+        woken = []
+        journal.on_appended = lambda: woken.append(True)
         await journal.append(["r"], "e", {"secret": "x" * 9000})
-
-        def rung():
-            if select.select([listener], [], [], 0)[0]:
-                listener.poll()
-            return listener.notifies
-
+        assert woken == [True]  # this gateway's hub, at once
         [notify] = await eventually(rung, 5, "a NOTIFY")
-        assert notify.channel == "n2_journal"
-        assert notify.payload == ""
+        assert (notify.channel, notify.payload) == ("n2_journal", "node-a")
     finally:
         listener.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rings_while_a_doorbell_is_in_flight_send_one_more(journal):
+    statements = count_queries(journal)
+    woken = []
+    journal.on_appended = lambda: woken.append(True)
+    for _ in range(5):
+        journal.ring()
+    await eventually(lambda: len(statements) == 2, 5, "the second doorbell")
+    await task.deferLater(reactor, 0.2)  # and no third one
+    assert statements == [RING, RING] and len(woken) == 5
 
 
 @pytest.mark.parametrize("rooms, event, payload, message", [
