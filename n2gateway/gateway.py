@@ -67,7 +67,7 @@ class Gateway(service.MultiService):
                                    SessionStore(self.db, ttl=settings.recovery_ttl), reactor)
         self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
                           "socket.io": socketio}
-        self.leadership = Leadership(self.db, reactor, self.node_id)
+        self.leadership = Leadership(self.db, self.listener, reactor, self.node_id)
         # Started in this order after migrations, stopped in reverse after the plugins.
         self.core_services = service.MultiService()
         for core in (self.listener, self.leadership, self.hub,

@@ -5,7 +5,8 @@ Each source that must run exactly once (an upstream session, the chat catch-up) 
 advisory lock on its own dedicated connection; the node that gets it starts the
 service. When that node dies, PostgreSQL drops its connection and the lock with it,
 and another node's next try (every ``retry_interval``, or at once on the
-``n2_leadership`` NOTIFY a draining node sends) takes over. A node that loses its
+``n2_leadership`` NOTIFY a draining node sends, heard on the gateway's shared LISTEN
+connection) takes over. A node that loses its
 connection stops its sources: it can no longer prove it owns them. It notices at once
 when the socket closes, and within ``retry_interval + query_timeout`` at worst (a
 silently dead network path). So a node that takes a lock whose last owner did not
@@ -30,6 +31,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from n2gateway.db import Database, DatabaseUnavailable
+from n2gateway.db.listen import Listener
 
 LOCK_CLASS = 0x6E32  # first key of every lock: marks n2gateway's locks in pg_locks
 CHANNEL = "n2_leadership"
@@ -61,9 +63,11 @@ class Claim:
 class Leadership(service.Service):
     log = Logger()
 
-    def __init__(self, db: Database, reactor: Any, node_id: str, *,
+    def __init__(self, db: Database, listener: Listener, reactor: Any, node_id: str, *,
                  retry_interval: float = 2.0, query_timeout: float = 3.0) -> None:
         self.db = db
+        self._listener = listener
+        self._unsubscribe: Callable[[], None] | None = None
         self.reactor = reactor
         self.node_id = node_id
         self.query_timeout = query_timeout
@@ -89,6 +93,9 @@ class Leadership(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        # Not LISTEN on the lock's own connection: PostgreSQL wakes every listening
+        # backend for every NOTIFY in the database (each chat insert among them).
+        self._unsubscribe = self._listener.subscribe(CHANNEL, self._released)
         self._loop.start(self._retry_interval, now=True)
 
     def poke(self) -> None:
@@ -134,8 +141,6 @@ class Leadership(service.Service):
             on_lost=lambda reason: self._lost(connection, reason))
         self._connection = connection
         await self._run(KEEPALIVES)
-        connection.addNotifyObserver(self._released)
-        await self._run(f"LISTEN {CHANNEL}")
 
     async def _take_over(self, source: str) -> bool:
         """Record this node as ``source``'s owner; True if the last one let go cleanly."""
@@ -156,7 +161,7 @@ class Leadership(service.Service):
                           reason=_reason(reason), sources=", ".join(self.owned) or "nothing")
             defer.Deferred.fromCoroutine(self._lose_all())
 
-    def _released(self, notify: Any) -> None:
+    def _released(self, payload: str) -> None:
         # Another node let go of its sources: take them now, not at the next check.
         self.poke()
 
@@ -197,6 +202,9 @@ class Leadership(service.Service):
     async def release(self) -> None:
         """Stop every owned source, free its lock and tell the other nodes at once."""
         self._releasing = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._loop.running:
             self._loop.stop()
         # A try under way could otherwise open a connection after we closed ours.

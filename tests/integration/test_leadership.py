@@ -8,6 +8,7 @@ from twisted.application import service
 from twisted.internet import reactor
 
 from n2gateway.db import Database
+from n2gateway.db.listen import Listener
 from n2gateway.db.migrations import CORE_SCHEMA
 from n2gateway.leadership import Leadership
 from tests.support.gateway import sleep
@@ -34,20 +35,31 @@ def schema(database_url, sql) -> str:
     return database_url
 
 
-@pytest.fixture
-def nodes(schema):
+class Node:
+    """A node's database pool, shared LISTEN connection and leadership."""
+
+    def __init__(self, database_url: str, name: str, events: list, **timing) -> None:
+        self.db = Database(reactor)
+        self.db.configure(database_url)
+        self.listener = Listener(self.db, reactor)
+        self.listener.startService()
+        self.leadership = Leadership(self.db, self.listener, reactor, name, **timing)
+        self.leadership.claim("pancake", lambda: Recorder(events, name))
+
+    async def close(self) -> None:
+        await self.listener.stopService()
+        self.db.close()
+
+
+@pytest_twisted.async_yield_fixture
+async def nodes(schema):
     """Two nodes claiming the same source; events record who ran it, in order."""
     events: list = []
-    made = []
-    for name in ("node-a", "node-b"):
-        db = Database(reactor)
-        db.configure(schema)
-        leadership = Leadership(db, reactor, name, retry_interval=0.2, query_timeout=0.5)
-        leadership.claim("pancake", lambda name=name: Recorder(events, name))
-        made.append((leadership, db))
-    yield made[0][0], made[1][0], events
-    for _, db in made:
-        db.close()
+    made = [Node(schema, name, events, retry_interval=0.2, query_timeout=0.5)
+            for name in ("node-a", "node-b")]
+    yield made[0].leadership, made[1].leadership, events
+    for node in made:
+        await node.close()
 
 
 async def wait_until(predicate, timeout: float = 10.0) -> float:
@@ -104,11 +116,9 @@ async def test_owner_losing_its_connection_stops_and_another_takes_over(nodes, s
 @pytest_twisted.ensureDeferred
 async def test_owner_stops_its_source_as_soon_as_its_socket_closes(schema, sql):
     events: list = []
-    db = Database(reactor)
-    db.configure(schema)
     # A check interval far longer than the wait below: only the socket can tell.
-    leadership = Leadership(db, reactor, "node-a", retry_interval=3.0, query_timeout=0.5)
-    leadership.claim("pancake", lambda: Recorder(events, "node-a"))
+    node = Node(schema, "node-a", events, retry_interval=3.0, query_timeout=0.5)
+    leadership = node.leadership
     leadership.startService()
     try:
         await wait_until(lambda: events == [("start", "node-a")])
@@ -120,4 +130,4 @@ async def test_owner_stops_its_source_as_soon_as_its_socket_closes(schema, sql):
         assert leadership.owned == []
     finally:
         await leadership.stopService()
-        db.close()
+        await node.close()
