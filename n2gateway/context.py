@@ -24,7 +24,8 @@ class PluginContext:
     #: ``await publish(rooms, event, payload)`` appends to the journal and returns
     #: the event's offset once it is durable; the hub fans it out.
     publish: Callable[[Sequence[str], str, Any], Awaitable[int]]
-    #: For sources that publish inside their own transaction (``journal.append_in``).
+    #: For sources that publish inside their own transaction: ``journal.append_in``,
+    #: then ``journal.ring()`` once it has committed.
     journal: Journal
     #: The gateway's one LISTEN connection: ``listener.subscribe(channel, ...)``.
     listener: Listener

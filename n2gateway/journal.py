@@ -115,7 +115,7 @@ class Journal:
         #: Called after each durable batch; the local hub reads at once instead of
         #: waiting for the doorbell to come back from PostgreSQL.
         self.on_appended: Callable[[], None] = lambda: None
-        self.node = node
+        self._node = node
         self._db = db
         self._reactor = reactor
         self._ringing = False
@@ -188,7 +188,7 @@ class Journal:
             again = True
             while again:
                 self._ring_again = False
-                await self._db.query(RING, (self.node,))
+                await self._db.query(RING, (self._node,))
                 again = self._ring_again
         except DatabaseUnavailable:
             pass  # the other hubs' poll finds the events; nothing is lost

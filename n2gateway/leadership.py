@@ -1,19 +1,18 @@
 """One owner per source across every gateway on the database, by PostgreSQL advisory lock.
 
 Each source that must run exactly once (an upstream session, the chat catch-up) is
-*claimed* with a service factory. Every node tries the source's session-level
-advisory lock on its own dedicated connection; the node that gets it starts the
-service. When that node dies, PostgreSQL drops its connection and the lock with it,
-and another node's next try (every ``retry_interval``, or at once on the
-``n2_leadership`` NOTIFY a draining node sends, heard on the gateway's shared LISTEN
-connection) takes over. A node that loses its
-connection stops its sources: it can no longer prove it owns them. It notices at once
-when the socket closes, and within ``retry_interval + query_timeout`` at worst (a
-silently dead network path). So a node that takes a lock whose last owner did not
-release it cleanly (the ``n2_leadership`` table says) waits that long (``grace``)
-before starting the source: the old owner has stopped by then, and the upstream
-never sees two sessions with the same token. After a clean release, or for a source
-nobody held before, it starts at once.
+*claimed* with a service factory. Every node tries the source's session-level advisory
+lock on its own dedicated connection; the node that gets it starts the service. When
+that node dies, PostgreSQL drops its connection and the lock with it, and another
+node's next try (every ``retry_interval``, or at once on the ``n2_leadership`` NOTIFY
+a draining node sends, heard on the gateway's shared LISTEN connection) takes over. A
+node that loses its connection stops its sources: it can no longer prove it owns them.
+It notices at once when the socket closes, and within ``retry_interval +
+query_timeout`` at worst (a silently dead network path). So a node that takes a lock
+whose last owner did not release it cleanly (the ``n2_leadership`` table says) waits
+that long (``grace``) before starting the source: the old owner has stopped by then,
+and the upstream never sees two sessions with the same token. After a clean release,
+or for a source nobody held before, it starts at once.
 
 The connection's ``application_name`` names the node, so any node can tell who owns
 what from ``pg_locks`` alone, without a table that could go stale.
