@@ -68,7 +68,6 @@ class SyncResult:
     # the cursor moves past them, or every later row would wait behind them forever.
     unrelayable: list[tuple[int, str]] = field(default_factory=list)
     fetched: set[int] = field(default_factory=set)  # the chat ids relayed
-    appended: bool = False  # events went to the journal
     more: bool = False  # the batch was full: call again
 
 
@@ -181,7 +180,7 @@ class ChatStore:
                     raise
                 continue
             self._relayed_last = result.fetched
-            if result.appended:
+            if result.relayed or result.reads or announce:  # then events were appended
                 self._journal.ring()
             return result
         raise AssertionError("unreachable")
@@ -211,7 +210,6 @@ class ChatStore:
             result.deleted = [x for (x,) in await tx.query(self._find_deleted, (sorted(unseen),))]
         if events or announce:
             events.append(encode_append(["staff"], "users:updated", None))
-        result.appended = bool(events)
         result.low, result.waiting = await self._record(
             tx, events, low, held, sorted(fetched),
             ceiling=max(fetched) if result.more else None)
