@@ -4,7 +4,8 @@ exact command that produced them.
 
 The comparisons run on their own, each recorded in its section of ``RESULTS.md``:
 ``python -m bench.chat_sync`` (against the seed's chat listener),
-``python -m bench.socketio_broadcast`` and ``python -m bench.several``."""
+``python -m bench.socketio_broadcast``, ``python -m bench.several`` and
+``python -m bench.floods`` (memory under ping and subscription floods)."""
 
 from __future__ import annotations
 

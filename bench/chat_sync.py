@@ -20,10 +20,14 @@ schema and trigger in both), the same writer and the same clients:
 
 Each side gets a one-second warm-up, not reported. Per step the table shows the
 achieved insert rate, pgbench's mean schedule lag, the rows sent and received by
-every client, latency percentiles over every (client, row), and the CPU of the side's
-server process (twistd or node) as a share of one core over the step and its drain.
+every client, latency percentiles over every (client, row), and as shares of one core
+over the step and its drain the CPU of the side's server process (twistd or node; for
+PostgreSQL alone, the whole PostgreSQL), of the whole PostgreSQL, and of the side's
+dashboards.
 
-One side at a time (the other is stopped), the insert rate rises step by step; each
+All sides run at once and climb the same rates; at each rate they take turns, in an
+order that rotates from rate to rate, so that what else a shared machine does falls on
+each alike (the idle sides' servers and dashboards stay connected meanwhile). Each
 step inserts for ``--seconds``, then waits up to ``--drain`` seconds for every client
 to have every row. A step is **sustained** when
 
@@ -36,15 +40,20 @@ to have every row. A step is **sustained** when
   growing backlog fails this), and
 * the p99 is at most 500 ms.
 
+A third side, ``postgres``, is PostgreSQL alone: the same database, schema, trigger,
+writer, schedule and limits, with nobody listening and no clients (its steps are
+judged on the writer's two limits only). Its maximum is what the machine sustains
+with the chat triggers and no gateway; n2gateway's maximum against it says whether
+the gateway is ever the chat bottleneck (goal: at least 90 %).
+
 A step not sustained is run once more (one hiccup on a shared machine is not a
 limit); a side stops at the first rate that fails twice, after trying the rate
 midway (geometrically) between it and the last one sustained. Its maximum is the
-highest rate it sustained. The seed runs first, and its maximum joins the rates
-n2gateway steps through, so that the two are compared at the highest rate both
-sustain.
+highest rate it sustained. n2gateway and the seed are compared at the highest rate
+both sustain.
 
     python -m bench.chat_sync [--rates 500,700,1000,...] [--seconds 5] [--drain 10]
-                              [--clients 2] [--sides seed,n2gateway]
+                              [--clients 2] [--sides seed,n2gateway,postgres]
 
 Needs ``node`` and ``npm ci --prefix tests/interop`` (``pg``, ``socket.io``,
 ``socket.io-client``).
@@ -65,15 +74,17 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import psycopg2
 
 from bench.support import ROOT, TWISTD, stop_process
+from n2gateway.db.embedded import import_pgserver
 from tests.support.gateway import free_port
 
 HERE = Path(__file__).resolve().parent
 NODE_MODULES = ROOT / "tests" / "interop" / "node_modules"
-RATES = "500,700,1000,1400,2000,2800,4000,5600,8000,11000,16000"
+RATES = "500,700,1000,1400,2000,2800,4000,5600,8000,11000,16000,22000"
 P99_LIMIT_MS = 500
 RATE_TOLERANCE = 0.05
 WRITER_LAG_MS = 10
@@ -127,6 +138,8 @@ class Step:
     duplicates: int
     cpu: float  # the side's server process, share of one core
     attempt: int  # 2: the rate run again after a first step not sustained
+    postgres_cpu: float  # the whole PostgreSQL (every database), share of one core
+    clients_cpu: float  # the side's dashboards (one Node process)
 
     @property
     def achieved(self) -> float:
@@ -144,7 +157,7 @@ class Step:
             why.append(f"{self.duplicates} duplicates")
         if not self.keeps_up:
             why.append("backlog grows")
-        if self.p(0.99) > P99_LIMIT_MS:
+        if self.samples and self.p(0.99) > P99_LIMIT_MS:
             why.append(f"p99 > {P99_LIMIT_MS} ms")
         return why
 
@@ -156,7 +169,7 @@ class Writer:
     """pgbench inserting tagged rows at a target rate."""
 
     def __init__(self, url: str, workdir: Path) -> None:
-        import pgserver
+        pgserver = import_pgserver()
 
         self.url = url
         self.pgbench = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
@@ -211,10 +224,14 @@ class Side:
     name: str
     process: subprocess.Popen
 
+    #: Dashboards connect to it; PostgreSQL alone has none.
+    serves_clients = True
+
     def __init__(self, database_url: str, workdir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
+        self.workdir = workdir
         self.log = (workdir / f"{self.name}.log").open("wb")
 
     def stop(self) -> None:
@@ -263,15 +280,61 @@ class Seed(Side):
             raise SystemExit(f"the seed's listener did not start; see {self.log.name}")
 
 
-def measure(side: Side, writer: Writer, clients: Clients, rate: int, seconds: float,
-            drain: float, attempt: int) -> Step:
+class Postgres(Side):
+    """PostgreSQL alone: the writer and the trigger, no listener, no clients."""
+
+    name = "postgres"
+    serves_clients = False
+
+    def __init__(self, database_url: str, workdir: Path) -> None:
+        super().__init__(database_url, workdir)
+        self.process = None
+
+    def stop(self) -> None:
+        self.log.close()
+
+
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """The CPU of PostgreSQL's processes, the writer's backends that exited included
+    (the postmaster's children's times)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(stat.parent.name) == postmaster:
+            ticks += sum(int(v) for v in fields[11:15])
+        elif int(fields[1]) == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(side: Side, writer: Writer, clients: Clients | None, rate: int, seconds: float,
+            drain: float, attempt: int, postmaster: int) -> Step:
+    """One step; PostgreSQL alone (no clients) is judged on the writer only, and its
+    server CPU is the whole PostgreSQL's (pgbench's not)."""
     tag = f"{rate}.{attempt}"
-    cpu = cpu_seconds(side.process.pid)
+
+    def postgres() -> float:
+        return postgres_cpu_seconds(postmaster)
+
+    def of(process: subprocess.Popen | None, otherwise: Callable[[], float]) -> Callable[[], float]:
+        return otherwise if process is None else lambda: cpu_seconds(process.pid)
+
+    processes = (of(side.process, postgres), postgres,
+                 of(clients and clients.process, lambda: 0.0))
+    before = [cpu() for cpu in processes]
     inserted = writer.insert(tag, rate, seconds)
     deadline = time.monotonic() + drain
-    while clients.ask("count", tag)["complete"] < inserted.sent and time.monotonic() < deadline:
+    while (clients is not None and clients.ask("count", tag)["complete"] < inserted.sent
+           and time.monotonic() < deadline):
         time.sleep(0.1)
-    cpu = (cpu_seconds(side.process.pid) - cpu) / (time.time() - inserted.started)
+    elapsed = time.time() - inserted.started
+    cpu, postgres_cpu, clients_cpu = ((cpu() - b) / elapsed for cpu, b in zip(processes, before))
+    if clients is None:
+        return Step(side.name, rate, seconds, inserted, inserted.sent, [], True, 0, cpu, attempt,
+                    postgres_cpu, clients_cpu)
     report = clients.ask("report", tag)
     rows = report["rows"]
     start_ms, step_ms = inserted.started * 1000, seconds * 1000
@@ -286,40 +349,68 @@ def measure(side: Side, writer: Writer, clients: Clients, rate: int, seconds: fl
     keeps_up = bool(head and tail) and percentile(tail, 0.5) <= 1.5 * percentile(head, 0.99) + 10
     received = sum(1 for _, *row in rows if None not in row)
     return Step(side.name, rate, seconds, inserted, received, latencies(), keeps_up,
-                report["duplicates"], cpu, attempt)
+                report["duplicates"], cpu, attempt, postgres_cpu, clients_cpu)
 
 
-def run_side(side_class: type[Side], database_url: str, workdir: Path, node: str,
-             options: argparse.Namespace, rates: list[int]) -> list[Step]:
-    side = side_class(database_url, workdir)
-    steps: list[Step] = []
-    try:
-        clients = Clients(node, side.url, side.name, options.clients)
-        writer = Writer(database_url, workdir)
+class Climb:
+    """One side's way up the rates: its steps so far, and whether it has found its limit."""
+
+    def __init__(self, side: Side, node: str, options: argparse.Namespace,
+                 postmaster: int) -> None:
+        self.side = side
+        self.postmaster = postmaster
+        self.options = options
+        self.steps: list[Step] = []
+        self.done = False
+        self.writer = Writer(side.database_url, side.workdir)
+        self.clients = (Clients(node, side.url, side.name, options.clients)
+                        if side.serves_clients else None)
+
+    def warm_up(self, rate: int) -> None:
+        """A short step, not reported: pools connect, code paths get hot."""
+        self._measure(rate, 1, attempt=0)
+
+    def climb(self, rate: int) -> None:
+        """Step at ``rate``; at the first rate failed twice, try the rate midway
+        (geometrically) between it and the last one sustained, and stop climbing."""
+        if not self._sustains(rate):
+            below = max(sustained(self.steps), default=None)
+            if below is not None:
+                self._sustains(round(math.sqrt(below * rate) / 50) * 50)
+            self.done = True
+
+    def _sustains(self, rate: int) -> bool:
+        for attempt in (1, 2):
+            self.steps.append(self._measure(rate, self.options.seconds, attempt))
+            sys.stderr.write(row(self.steps[-1]) + "\n")
+            if not self.steps[-1].failures():
+                return True
+        return False
+
+    def _measure(self, rate: int, seconds: float, attempt: int) -> Step:
+        return measure(self.side, self.writer, self.clients, rate, seconds,
+                       self.options.drain, attempt, self.postmaster)
+
+    def close(self) -> None:
         try:
-            # Warm-up, not reported: pools connect, code paths get hot.
-            measure(side, writer, clients, rates[0], 1, options.drain, attempt=0)
-
-            def sustains(rate: int) -> bool:
-                for attempt in (1, 2):
-                    steps.append(measure(side, writer, clients, rate, options.seconds,
-                                         options.drain, attempt))
-                    sys.stderr.write(row(steps[-1]) + "\n")
-                    if not steps[-1].failures():
-                        return True
-                return False
-
-            for rate in rates:
-                if not sustains(rate):
-                    below = max(sustained(steps), default=None)
-                    if below is not None:
-                        sustains(round(math.sqrt(below * rate) / 50) * 50)
-                    break
+            if self.clients is not None:
+                self.clients.close()
         finally:
-            clients.close()
-    finally:
-        side.stop()
-    return steps
+            self.side.stop()
+
+
+def run_sides(climbs: list[Climb], rates: list[int]) -> None:
+    """Every side steps through the same rates; at each rate they take turns, in an
+    order that rotates, so that what else the machine does falls on each alike."""
+    for climb in climbs:
+        climb.warm_up(rates[0])
+    for turn, rate in enumerate(rates):
+        climbing = [climb for climb in climbs if not climb.done]
+        if not climbing:
+            return
+        shift = turn % len(climbing)
+        for climb in climbing[shift:] + climbing[:shift]:
+            climb.climb(rate)
 
 
 def new_database(admin_url: str, name: str) -> str:
@@ -340,6 +431,7 @@ def row(step: Step) -> str:
     return (f"| {step.side} | {step.rate:,}{again} | {step.achieved:,.0f} | {step.inserted.lag_ms:.1f}"
             f" | {step.inserted.sent:,} | {step.received:,} | {step.p(0.5):.1f} | {step.p(0.99):.1f}"
             f" | {max(step.samples, default=float('nan')):.0f} | {step.cpu:.0%}"
+            f" | {step.postgres_cpu:.0%} | {step.clients_cpu:.0%}"
             f" | {'; '.join(why) if why else 'yes'} |")
 
 
@@ -351,8 +443,8 @@ def summary(results: dict[str, list[Step]], options: argparse.Namespace) -> str:
     lines = [f"{options.clients} dashboard clients per side, {options.seconds:g} s per step,"
              f" drain ≤ {options.drain:g} s.", "",
              "| side | target/s | achieved/s | writer lag ms | sent | received by all | p50 ms"
-             " | p99 ms | max ms | server CPU | sustained |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             " | p99 ms | max ms | server CPU | PostgreSQL CPU | clients CPU | sustained |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [row(step) for steps in results.values() for step in steps]
     lines.append("")
     top = {}
@@ -362,15 +454,23 @@ def summary(results: dict[str, list[Step]], options: argparse.Namespace) -> str:
         lines.append(f"- {name}: max sustained {top[name]:,}/s"
                      + ("" if limited else " (the highest rate tried: its limit is above)")
                      if top[name] else f"- {name}: none sustained")
-    if len(top) == 2 and all(top.values()):
+    if top.get("n2gateway") and top.get("postgres"):
+        share = top["n2gateway"] / top["postgres"]
+        lines.append(f"- **n2gateway {share:.0%} of PostgreSQL alone** (goal ≥ 90 %:"
+                     f" {'met' if share >= 0.9 else 'not met'})")
+    if top.get("n2gateway") and top.get("seed"):
         ours, theirs = (sustained(results[name]) for name in ("n2gateway", "seed"))
         ratio = top["n2gateway"] / top["seed"]
-        both = max(ours.keys() & theirs.keys())
-        p99_ok = ours[both].p(0.99) <= theirs[both].p(0.99)
-        lines.append(f"- **ratio {ratio:.2f}×** (goal ≥ 2×: {'met' if ratio >= 2 else 'not met'});"
-                     f" at {both:,}/s, the highest rate both sustain, p99 n2gateway"
-                     f" {ours[both].p(0.99):.1f} ms, seed {theirs[both].p(0.99):.1f} ms"
-                     f" (goal no worse: {'met' if p99_ok else 'not met'})")
+        both = max(ours.keys() & theirs.keys(), default=None)
+        if both is None:
+            lines.append(f"- **ratio {ratio:.2f}×**; no rate sustained by both")
+        else:
+            p99_ok = ours[both].p(0.99) <= theirs[both].p(0.99)
+            lines.append(f"- **ratio {ratio:.2f}×**"
+                         f" (goal ≥ 2×: {'met' if ratio >= 2 else 'not met'});"
+                         f" at {both:,}/s, the highest rate both sustain, p99 n2gateway"
+                         f" {ours[both].p(0.99):.1f} ms, seed {theirs[both].p(0.99):.1f} ms"
+                         f" (goal no worse: {'met' if p99_ok else 'not met'})")
     return "\n".join(lines)
 
 
@@ -382,28 +482,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--drain", type=float, default=10.0,
                         help="seconds to wait for stragglers after each step")
     parser.add_argument("--clients", type=int, default=2, help="dashboard clients per side")
-    parser.add_argument("--sides", default="seed,n2gateway", help="comma list")
+    parser.add_argument("--sides", default="seed,n2gateway,postgres", help="comma list")
     options = parser.parse_args(argv)
     options.rates = [int(r) for r in options.rates.split(",")]
     node = shutil.which("node")
     if node is None or not (NODE_MODULES / "socket.io-client").is_dir():
         raise SystemExit("needs node and `npm ci --prefix tests/interop`")
-    import pgserver
+    pgserver = import_pgserver()
 
-    sides = {"seed": Seed, "n2gateway": Gateway}
-    results: dict[str, list[Step]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         server = pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
+        postmaster = int((workdir / "pgdata/postmaster.pid").read_text().split()[0])
+        sides = {"seed": Seed, "n2gateway": Gateway, "postgres": Postgres}
+        climbs: list[Climb] = []
         try:
             for name in options.sides.split(","):
                 url = new_database(server.get_uri(), f"bench_{name}")
-                # The maxima of the sides already measured are rates this one is
-                # measured at too: they are where the two are compared.
-                maxima = {max(sustained(steps), default=None) for steps in results.values()}
-                rates = sorted(set(options.rates) | (maxima - {None}))
-                results[name] = run_side(sides[name], url, workdir, node, options, rates)
+                climbs.append(Climb(sides[name](url, workdir), node, options, postmaster))
+            run_sides(climbs, sorted(options.rates))
+            results = {climb.side.name: climb.steps for climb in climbs}
         finally:
+            for climb in climbs:
+                climb.close()
             server.cleanup()
     sys.stdout.write(summary(results, options) + "\n")
     return 0

@@ -1,4 +1,4 @@
-"""Idle connections: gateway RSS per open /ws connection (target ≤ 15 KB)."""
+"""Idle connections: gateway RSS per open /ws connection (target ≤ 10 KB, issue 20)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def run(args) -> str:
     finally:
         gateway.stop()
     per = (after - before) * 1024 / max(ready, 1)
-    verdict = "met" if per <= 15_000 else "MISSED"
+    verdict = "met" if per <= 10_000 else "MISSED"
     return (f"### idle: {ready} idle /ws connections\n\n"
             f"- gateway RSS before {before} KiB, after {after} KiB "
             f"(hub saw {status['connections']} connections)\n"
-            f"- **{per / 1000:.1f} KB per connection** (target ≤ 15 KB: {verdict})\n")
+            f"- **{per / 1000:.1f} KB per connection** (target ≤ 10 KB: {verdict})\n")

@@ -2,7 +2,7 @@
 // doing n2gateway's job. Clients emit("subscribe", room, ack); the events come from
 // the server itself, as n2gateway's come from its in-process bench publisher, so
 // neither side pays a publish hop from a client.
-// usage: node reference_server.mjs <port> <room>
+// usage: node reference_server.mjs <port> <room> [websocket|polling]
 // Prints "listening". On stdin, `run <step> <rate> <seconds>` broadcasts "bench"
 // events {t, i, step} to the room at <rate>/s (the same 10-ms tick and catch-up as
 // bench/publisher.py) and prints "done <step> <published>" at the end.
@@ -12,9 +12,9 @@ import { createInterface } from "node:readline";
 const require = createRequire(new URL("../tests/interop/package.json", import.meta.url));
 const { Server } = require("socket.io");
 
-const [port, room] = process.argv.slice(2);
+const [port, room, transport = "websocket"] = process.argv.slice(2);
 const TICK_MS = 10;
-const io = new Server(Number(port), { transports: ["websocket"] });
+const io = new Server(Number(port), { transports: [transport] });
 io.on("connection", (socket) => {
   socket.on("subscribe", (name, ack) => {
     socket.join(name);

@@ -15,7 +15,6 @@ new owner's upstream session joining is recorded (then the killed one restarts).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,11 +23,13 @@ from pathlib import Path
 
 import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 
 from bench.support import reuseport_gateways
+from n2gateway.db.embedded import import_pgserver
 from tests.fakes.pancake import FakePancake
-from tests.support.gateway import GatewayProcess, free_port, sleep
+from tests.support.gateway import GatewayProcess, free_port
+from tests.support.waiting import eventually
 
 
 class Counting(WebSocketClientProtocol):
@@ -50,14 +51,6 @@ class Broadcast:
         self.last_at = 0.0
 
 
-async def wait_until(predicate, timeout: float) -> None:
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError("benchmark condition not met in time")
-        await sleep(0.02)
-
-
 async def broadcast(folder: Path, database_url: str, count: int, clients: int, events: int) -> float:
 
     port = free_port()
@@ -71,13 +64,13 @@ async def broadcast(folder: Path, database_url: str, count: int, clients: int, e
         factory.protocol, factory.bench = Counting, bench
         for _ in range(clients):
             connectWS(factory)
-        await wait_until(lambda: bench.subscribed == clients, 60)
+        await eventually(lambda: bench.subscribed == clients, 60)
         started = time.monotonic()
         url = nodes[0].url + "/api/publish"
         await defer.gatherResults([
             treq.post(url, json={"rooms": ["all"], "event": "load", "payload": {"n": n}})
             for n in range(events)])
-        await wait_until(lambda: bench.received == clients * events, 120)
+        await eventually(lambda: bench.received == clients * events, 120)
         return clients * events / (bench.last_at - started)
     finally:
         for node in nodes:
@@ -97,14 +90,14 @@ async def failover(folder: Path, database_url: str, kills: int) -> list[float]:
         await nodes[0].wait_healthy()
         await treq.post(nodes[0].url + "/api/realtime/start", json={
             "token": "bench-token", "userId": "1", "pageIds": ["p1"]})
-        await wait_until(lambda: fake.join_count >= 2, 60)
+        await eventually(lambda: fake.join_count >= 2, 60)
         for _ in range(kills):
             owner = next(n for n in nodes if (n.health() or (0, {}))[1]
                          .get("node", {}).get("owns"))
             joins = fake.join_count
             killed = time.monotonic()
             await owner.kill()
-            await wait_until(lambda: fake.join_count >= joins + 2, 30)
+            await eventually(lambda: fake.join_count >= joins + 2, 30)
             times.append(time.monotonic() - killed)
             owner.start()
             await owner.wait_healthy()
@@ -116,7 +109,7 @@ async def failover(folder: Path, database_url: str, kills: int) -> list[float]:
 
 
 async def run(options) -> None:
-    import pgserver
+    pgserver = import_pgserver()
 
     with tempfile.TemporaryDirectory(prefix="n2-bench-") as tmp:
         folder = Path(tmp)

@@ -10,16 +10,16 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.gateway import GatewayProcess, free_port
+from tests.support.gateway import ROOT, TWISTD, GatewayProcess, free_port, rss_kib
 
-ROOT = Path(__file__).resolve().parent.parent
-TWISTD = Path(sys.executable).with_name("twistd")
+# The gateways started below (they inherit this environment) load
+# ``--plugin bench.publisher`` from this checkout, which is not on their sys.path.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
 CLIENTS = Path(__file__).with_name("clients.mjs")
 
 
@@ -37,13 +37,6 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 class Gateway:

@@ -11,15 +11,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
-DEFAULT_PANCAKE_URL = "wss://pancake.vn/socket/websocket"
-DEFAULT_TPOS_URL = "wss://rt-2.tpos.app/socket.io/"
+from n2gateway.plugin_options import DeclaredOption, duration, parse_plugin_options, positive_int
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,16 @@ OPTIONS: tuple[Option, ...] = (
            "PostgreSQL URL; unset runs an embedded PostgreSQL in the data dir."),
     Option("data-dir", "N2GATEWAY_DATA_DIR", "Directory for local state.", "./.n2gateway"),
     Option("admin-token", "N2GATEWAY_ADMIN_TOKEN",
-           "Bearer token required by /api/... routes; unset leaves them open (warned at start)."),
+           "Bearer token (at least 16 bytes) required by /api/... routes; unset leaves them "
+           "open (warned at start)."),
     Option("jwt-secret", "N2GATEWAY_JWT_SECRET",
-           "HS256 secret for downstream client tokens; unset is development mode (warned)."),
-    Option("pancake-url", "N2GATEWAY_PANCAKE_URL", "Pancake WebSocket URL.", DEFAULT_PANCAKE_URL),
-    Option("tpos-url", "N2GATEWAY_TPOS_URL", "TPOS Socket.IO URL.", DEFAULT_TPOS_URL),
+           "HS256 secret (at least 16 bytes) for downstream client tokens; unset is "
+           "development mode (warned)."),
     Option("credentials-key", "N2GATEWAY_CREDENTIALS_KEY",
            "Fernet key: upstream tokens are encrypted at rest when set."),
+    Option("token-warning", "N2GATEWAY_TOKEN_WARNING",
+           "Warn (status page, a log line a day) when an upstream token expires within this.",
+           "7d"),
     Option("disable-plugin", "N2GATEWAY_DISABLE_PLUGINS",
            "Comma list of plugin names not to load (e.g. tpos,chat)."),
     Option("retention", "N2GATEWAY_RETENTION",
@@ -63,6 +65,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("recovery-ttl", "N2GATEWAY_RECOVERY_TTL",
            "How long a Socket.IO client may be away and still recover its rooms and missed "
            "events (e.g. 2m).", "2m"),
+    Option("cors-origins", "N2GATEWAY_CORS_ORIGINS",
+           "Comma list of browser origins (https://app.example) allowed to use Socket.IO "
+           "long-polling from other sites; unset allows the same origin only."),
+    Option("max-subscriptions", "N2GATEWAY_MAX_SUBSCRIPTIONS",
+           "Rooms one downstream connection may be in at once, its own user: room included; "
+           "a subscribe past it is refused.", "1000"),
 )
 
 
@@ -73,23 +81,21 @@ class Settings:
     data_dir: Path = Path(".n2gateway")
     admin_token: str | None = None
     jwt_secret: str | None = None
-    pancake_url: str = DEFAULT_PANCAKE_URL
-    tpos_url: str = DEFAULT_TPOS_URL
     credentials_key: str | None = None
+    token_warning: float = 7 * 86400.0
     plugins: tuple[str, ...] = ()
     disabled_plugins: tuple[str, ...] = ()
     retention: float = 86400.0
     retention_rows: int = 1_000_000
     poll_interval: float = 1.0
     recovery_ttl: float = 120.0
+    cors_origins: tuple[str, ...] = ()
+    max_subscriptions: int = 1000
     log_format: str = "text"
     node_id: str | None = None
-    #: Every N2GATEWAY_* variable, for plugin settings (``plugin_setting``).
-    plugin_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    def plugin_setting(self, name: str, default: str) -> str:
-        """A plugin's own setting, from ``N2GATEWAY_<NAME>`` (plugins add no options)."""
-        return self.plugin_env.get(f"N2GATEWAY_{name.upper()}", default)
+    #: The plugins' declared options (``n2gateway_options``), parsed, by full name
+    #: (``pancake-url``); the gateway fills in the defaults of any it lacks.
+    plugin_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def database_kind(self) -> str:
@@ -110,14 +116,16 @@ def _pick(options: Mapping[str, Any], environ: Mapping[str, str], option: Option
     return value if value is not None else option.default
 
 
-def _comma_list(value: str | None) -> tuple[str, ...]:
+def comma_list(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
 
 def build_settings(
-    options: Mapping[str, Any], environ: Mapping[str, str], reactor: IReactorCore
+    options: Mapping[str, Any], environ: Mapping[str, str], reactor: IReactorCore,
+    declared: Sequence[DeclaredOption] = (),
 ) -> Settings:
-    """Merge options over environment, validate, and freeze.
+    """Merge options over environment, validate, and freeze; ``declared`` are the
+    loaded plugins' options.
 
     ``reactor`` is only used to parse the endpoint string; nothing listens here.
     """
@@ -136,6 +144,11 @@ def build_settings(
     data_dir = Path(values["data-dir"]).expanduser()
     _check_data_dir(data_dir)
 
+    for option in OPTIONS:
+        if option.name in SECRETS:
+            given = options.get(option.name)
+            _check_secret(option.name, environ.get(option.env) if given is None else given)
+
     credentials_key = values["credentials-key"]
     if credentials_key is not None:
         _check_fernet_key(credentials_key)
@@ -143,48 +156,68 @@ def build_settings(
     if values["log-format"] not in ("text", "json"):
         raise usage.UsageError("--log-format: expected text or json")
 
-    plugins = tuple(options.get("plugin") or ()) or _comma_list(environ.get("N2GATEWAY_PLUGINS"))
+    plugins = tuple(options.get("plugin") or ()) or comma_list(environ.get("N2GATEWAY_PLUGINS"))
     return Settings(
         http=http,
         database_url=database_url,
         data_dir=data_dir,
         admin_token=values["admin-token"],
         jwt_secret=values["jwt-secret"],
-        pancake_url=values["pancake-url"],
-        tpos_url=values["tpos-url"],
         credentials_key=credentials_key,
+        token_warning=parse_duration("token-warning", values["token-warning"]),
         plugins=plugins,
-        disabled_plugins=_comma_list(values["disable-plugin"]),
+        disabled_plugins=comma_list(values["disable-plugin"]),
         retention=parse_duration("retention", values["retention"]),
         retention_rows=_positive_int("retention-rows", values["retention-rows"]),
         poll_interval=parse_duration("poll-interval", values["poll-interval"]),
         recovery_ttl=parse_duration("recovery-ttl", values["recovery-ttl"]),
+        cors_origins=_origins(values["cors-origins"]),
+        max_subscriptions=_positive_int("max-subscriptions", values["max-subscriptions"]),
         log_format=values["log-format"],
         node_id=values["node-id"],
-        plugin_env=MappingProxyType(
-            {k: v for k, v in environ.items() if k.startswith("N2GATEWAY_")}),
+        plugin_options=MappingProxyType(parse_plugin_options(declared, options, environ)),
     )
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+def _origins(text: str | None) -> tuple[str, ...]:
+    origins = comma_list(text)
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise usage.UsageError(f"--cors-origins: {origin!r} is not an origin like"
+                                   " https://app.example or http://localhost:3000")
+    return tuple(origin.rstrip("/") for origin in origins)
+
+
+#: Secrets shorter than this are refused: an empty --admin-token would open the API.
+MIN_SECRET_BYTES = 16
+SECRETS = ("admin-token", "jwt-secret")
+
+
+def _check_secret(name: str, value: str | None) -> None:
+    """A secret given (even empty: ``--admin-token ''``, ``N2GATEWAY_ADMIN_TOKEN=``) must
+    be at least ``MIN_SECRET_BYTES`` long; the message never repeats it."""
+    if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+        raise usage.UsageError(
+            f"--{name}: {'empty' if not value else 'too short'}; use at least "
+            f"{MIN_SECRET_BYTES} bytes (e.g. python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')")
 
 
 def parse_duration(name: str, text: str) -> float:
     """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``7d``."""
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
-    try:
-        seconds = float(number) * _UNITS[unit]
-    except ValueError:
-        raise usage.UsageError(f"--{name}: expected a duration like 90s, 30m or 24h") from None
-    if not seconds > 0:
-        raise usage.UsageError(f"--{name}: must be more than zero")
-    return seconds
+    return _checked(name, duration, text)
 
 
 def _positive_int(name: str, text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise usage.UsageError(f"--{name}: expected a positive whole number")
-    return int(text)
+    return _checked(name, positive_int, text)
+
+
+def _checked(name: str, parse: Callable[[str], Any], text: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise usage.UsageError(f"--{name}: {e}") from None
 
 
 def _check_database_url(url: str) -> None:

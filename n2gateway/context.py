@@ -24,10 +24,12 @@ class PluginContext:
     #: ``await publish(rooms, event, payload)`` appends to the journal and returns
     #: the event's offset once it is durable; the hub fans it out.
     publish: Callable[[Sequence[str], str, Any], Awaitable[int]]
-    #: For sources that publish inside their own transaction: ``journal.append_in``,
-    #: then ``journal.ring()`` once it has committed.
+    #: For sources that publish inside their own transaction: ``journal.append_in``
+    #: (or ``journal.commit_with``, the append in the COMMIT's round trip), then
+    #: ``journal.ring()`` once it has committed.
     journal: Journal
     #: The gateway's one LISTEN connection: ``listener.subscribe(channel, ...)``.
     listener: Listener
-    #: ``leadership.claim(source, make_service)``: run a source on one gateway only.
+    #: Who holds which source (``await leadership.owner(name)``) and this gateway's
+    #: ``node_id``; sources are registered through the ``n2gateway_sources`` hook.
     leadership: Leadership

@@ -9,124 +9,138 @@ services. Stopping runs the same steps backwards and waits for each.
 from __future__ import annotations
 
 import signal
-from typing import Any
+from typing import Any, Callable
 
 import pluggy
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from n2gateway import __version__
 from n2gateway.config import Settings
 from n2gateway.context import PluginContext
 from n2gateway.db import Database, DatabaseUnavailable, retry_delay
-from n2gateway.db.embedded import EmbeddedPostgres
+from n2gateway.db.embedded import EmbeddedKeeper, EmbeddedPostgres
 from n2gateway.db.listen import Listener
 from n2gateway.db.migrations import apply_migrations
 from n2gateway.downstream.auth import Authenticator
-from n2gateway.downstream.connection import CLOSE_GOING_AWAY
+from n2gateway.downstream.close_codes import CLOSE_GOING_AWAY
 from n2gateway.downstream.jsonws import JsonSocketFactory
-from n2gateway.downstream.socketio import SocketIoFactory
+from n2gateway.downstream.engineio_polling import PollingSweeper, PollingTransport
+from n2gateway.downstream.engineio_store import CHANNEL as POLLING_CHANNEL
+from n2gateway.downstream.engineio_store import PollingStore
+from n2gateway.downstream.engineio_websocket import MAX_PAYLOAD, SocketIoFactory
+from n2gateway.downstream.socketio import SocketIoResource
+from n2gateway.downstream.socketio_namespace import SocketIoServer
 from n2gateway.downstream.socketio_sessions import SessionKeeper, SessionStore
 from n2gateway.http.health import add_health_route
 from n2gateway.http.hub_routes import add_hub_routes
 from n2gateway.hub import Hub
 from n2gateway.http.routes import Routes
 from n2gateway.http.site import GatewaySite
-from n2gateway.journal import DOORBELL, Journal, RetentionService
+from n2gateway.journal import DOORBELL, PostgresJournal, RetentionService
 from n2gateway.http.metrics import add_metrics_route
 from n2gateway.http.openapi import add_openapi_route
 from n2gateway.http.status_page import add_status_page_routes
-from n2gateway.plugins import call_each, migration_folders, plugin_names
+from n2gateway.pause import Pause
+from n2gateway.plugins import call_each, migration_folders, plugin_names, with_plugin_defaults
 from n2gateway.leadership import Leadership, new_node_id
+from n2gateway.http.operations import DatabaseProbe, Operations
 
 
 
 class Gateway(service.MultiService):
     log = Logger()
 
-    def __init__(self, settings: Settings, pm: pluggy.PluginManager, reactor: Any) -> None:
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager, reactor: Any,
+                 on_ready: Callable[[], None] = lambda: None) -> None:
+        """``on_ready`` runs once start-up is over: the process's garbage collector
+        settings (`n2gateway.collector`) when twistd runs the gateway, nothing in a
+        test's process."""
         super().__init__()
-        self.settings = settings
+        self.on_ready = on_ready
+        self.settings = settings = with_plugin_defaults(settings, pm)
         self.pm = pm
         self.reactor = reactor
         self.db = Database(reactor)
         self.embedded = None if settings.database_url else EmbeddedPostgres(reactor, settings.data_dir)
-        self.database_state = "starting"
-        self.database_error: str | None = None
         self.node_id = settings.node_id or new_node_id()
-        self.journal = Journal(self.db, reactor, node=self.node_id)
+        self.journal = PostgresJournal(self.db, reactor, node=self.node_id)
         self.listener = Listener(self.db, reactor)
-        self.hub = Hub(self.journal, reactor, poll_interval=settings.poll_interval)
-        self.journal.on_appended = self.hub.wake
+        self.hub = Hub(self.journal, reactor, poll_interval=settings.poll_interval,
+                       max_subscriptions=settings.max_subscriptions)
         self.listener.subscribe(DOORBELL, self._on_doorbell, on_recovered=self.hub.wake)
-        self.authenticator = Authenticator(settings.jwt_secret)
-        socketio = SocketIoFactory(self.hub, self.authenticator,
-                                   SessionStore(self.db, ttl=settings.recovery_ttl), reactor)
+        self.authenticator = Authenticator(settings.jwt_secret, reactor.seconds)
+        server = SocketIoServer(self.hub, self.authenticator,
+                                SessionStore(self.db, ttl=settings.recovery_ttl))
+        polling_store = PollingStore(self.db, reactor, self.node_id)
+        socketio = SocketIoFactory(server, polling_store, reactor)
+        polling = PollingTransport(server, polling_store, reactor,
+                                   ping_interval=socketio.ping_interval,
+                                   ping_timeout=socketio.ping_timeout, max_payload=MAX_PAYLOAD)
+        self.listener.subscribe(POLLING_CHANNEL, polling.on_notify)
+        #: Served before Klein's routing (see `GatewaySite`).
+        self.direct_resources = {"/socket.io/": SocketIoResource(socketio, polling,
+                                                                 settings.cors_origins)}
         self.endpoints = {"ws": JsonSocketFactory(self.hub, self.authenticator, reactor),
                           "socket.io": socketio}
         self.leadership = Leadership(self.db, self.listener, reactor, self.node_id)
         # Started in this order after migrations, stopped in reverse after the plugins.
         self.core_services = service.MultiService()
+        self.retention = RetentionService(self.journal, reactor, settings.retention,
+                                          settings.retention_rows)
+        if self.embedded is not None:
+            EmbeddedKeeper(self.embedded, reactor, self.db.configure).setServiceParent(
+                self.core_services)
         for core in (self.listener, self.leadership, self.hub,
-                     SessionKeeper(socketio.sessions, socketio.live_pids.keys, reactor),
-                     RetentionService(self.journal, reactor, settings.retention,
-                                      settings.retention_rows)):
+                     SessionKeeper(server.sessions, socketio.live_pids.keys, reactor),
+                     PollingSweeper(polling_store, reactor, interval=socketio.ping_timeout / 4,
+                                    recovery_ttl=settings.recovery_ttl),
+                     self.retention):
             core.setServiceParent(self.core_services)
+        self.journal.on_appended = self._on_appended
         self.context = PluginContext(settings=settings, reactor=reactor, db=self.db,
                                      publish=self.journal.append, journal=self.journal,
                                      listener=self.listener, leadership=self.leadership)
         self.routes = Routes(admin_token=settings.admin_token)
         self.plugin_services = service.MultiService()
         self._port = None
-        self.site: GatewaySite | None = None
         self._bring_up: defer.Deferred | None = None
         self._stopping = False
-        #: Start-up is over (migrated, services started): /health may say "ok".
-        self.ready = False
-        self._pause: defer.Deferred | None = None
+        self._pause = Pause(reactor)
+        self.operations = Operations(
+            settings=settings, reactor=reactor, hub=self.hub, journal=self.journal, db=self.db,
+            listener=self.listener, leadership=self.leadership, endpoints=self.endpoints,
+            database=DatabaseProbe(self.db, settings.database_kind),
+            plugin_answers=lambda: call_each(pm, "n2gateway_status", context=self.context))
 
-        pm.hook.n2gateway_configure(context=self.context)
-        add_health_route(self.routes, self)
-        add_hub_routes(self.routes, self)
+        add_health_route(self.routes, self.operations)
+        add_hub_routes(self.routes, self.operations)
         add_openapi_route(self.routes)
-        add_metrics_route(self.routes, self)
-        add_status_page_routes(self.routes, self)
+        add_metrics_route(self.routes, self.operations)
+        add_status_page_routes(self.routes, self.journal)
         self.routes.mount("/ws", self.endpoints["ws"].as_resource)
-        self.routes.mount("/socket.io/", socketio.as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
+
+    def _on_appended(self) -> None:
+        # After each commit: the hub reads at once, and --retention-rows holds.
+        self.hub.wake()
+        self.retention.appended()
 
     def _on_doorbell(self, node: str) -> None:
         # Our own appends woke the hub when they committed.
         if node != self.node_id:
             self.hub.wake()
 
-    def connections_by_protocol(self) -> dict[str, int]:
-        counts = dict.fromkeys(self.endpoints, 0)
-        for session in self.hub.sessions:
-            counts[session.wire.protocol_name] += 1
-        return counts
-
-    async def node_status(self) -> dict[str, Any]:
-        """This node's id, the sources it owns and who owns every source."""
-        status = self.leadership.status()
-        try:
-            status["owners"] = await self.leadership.owners()
-        except DatabaseUnavailable:
-            status["owners"] = None
-        return status
-
-    def plugin_status(self) -> dict[str, Any]:
-        return call_each(self.pm, "n2gateway_status", context=self.context)
-
     # -- lifecycle -------------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
         # Listening here, before the reactor runs, turns "port in use" into one line
         # and a non-zero exit instead of a gateway that runs without its port.
-        site = self.site = GatewaySite(self.routes.app.resource())
+        site = GatewaySite(self.routes.app.resource(), reactor=self.reactor,
+                           direct=self.direct_resources)
+        self.operations.site = site
         failures: list = []
         d = serverFromString(self.reactor, self.settings.http).listen(site)
         d.addCallbacks(lambda port: setattr(self, "_port", port), failures.append)
@@ -156,7 +170,7 @@ class Gateway(service.MultiService):
 
     async def _start(self) -> None:
         # A stop during start-up is not a cancellation: a query in flight cannot be
-        # cancelled (txpostgres raises from cancel()) and initdb runs in a thread. Each
+        # cancelled (the driver raises from cancel()) and initdb runs in a thread. Each
         # step finishes, and the next one is skipped once a stop has begun.
         dsn = self.settings.database_url or await self.embedded.start()
         if self._stopping:
@@ -171,15 +185,17 @@ class Gateway(service.MultiService):
                 break
             except DatabaseUnavailable as e:
                 # Each migration is its own transaction and applies once: wait, go on.
-                self.database_state, self.database_error = "starting", str(e)
+                self.operations.database.lost_during_start(str(e))
                 self.log.warn("database lost during migrations ({reason}); waiting for it",
                               reason=str(e))
         if self._stopping:
             return
         self.core_services.setServiceParent(self)
         self.pm.hook.n2gateway_services(context=self.context, register=self._add_plugin_service)
+        self.pm.hook.n2gateway_sources(context=self.context, register=self.leadership.claim)
         self.plugin_services.setServiceParent(self)
-        self.ready = True
+        self.operations.ready = True
+        self.on_ready()
         self.log.info("gateway ready")
 
     def _add_plugin_service(self, svc: service.IService) -> None:
@@ -191,20 +207,15 @@ class Gateway(service.MultiService):
             try:
                 await self.db.ping(timeout=5.0)
             except DatabaseUnavailable as e:
-                self.database_error = str(e)
+                self.operations.database.unreachable(str(e))
                 delay = retry_delay(attempt)
                 self.log.warn("database unreachable ({reason}); retrying in {delay:.1f} s",
                               reason=str(e), delay=delay)
-                self._pause = deferLater(self.reactor, delay)
-                try:
-                    await self._pause
-                except defer.CancelledError:
+                if not await self._pause(delay):
                     return  # stopping
-                finally:
-                    self._pause = None
                 attempt += 1
                 continue
-            self.database_state, self.database_error = "up", None
+            self.operations.database.reached()
             return
 
     def _start_failed(self, failure) -> None:
@@ -219,8 +230,7 @@ class Gateway(service.MultiService):
         if self._port is not None:
             await self._port.stopListening()
         self._stopping = True
-        if self._pause is not None:
-            self._pause.cancel()
+        self._pause.cancel()
         if self._bring_up is not None and not self._bring_up.called:
             finished: defer.Deferred = defer.Deferred()
             self._bring_up.addBoth(lambda _: finished.callback(None))

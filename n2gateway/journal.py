@@ -16,14 +16,17 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Iterable, Sequence
+from typing import Any, Callable, Collection, Iterable, Protocol, Sequence, runtime_checkable
 
 from twisted.application import service
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from n2gateway.db import Database, DatabaseUnavailable, Transaction, retry_delay
+from n2gateway.db import Database, DatabaseError, DatabaseUnavailable, Transaction, retry_delay
+from n2gateway.scheduling import Coalescer, Periodic
+from n2gateway.storable import MAX_DEPTH, Unstorable, check_storable
+from n2gateway.traffic import SourceTally
 
 MAX_PAYLOAD = 1024 * 1024
 READ_BATCH = 1000
@@ -49,6 +52,10 @@ class JournalFull(Exception):
     """Too many events are waiting for the database; this one was not accepted."""
 
 
+class Withdrawn(Exception):
+    """An append given up (cancelled) before it was sent: it will never be stored."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     offset: int
@@ -69,31 +76,37 @@ class JsonText:
     text: str
 
 
-def encode_append(rooms: Sequence[str], event: str, payload: Any) -> str:
-    """Check one append and encode it for the batch; ``ValueError`` says what is wrong.
-    ``payload`` is anything JSON-serializable, or a ``JsonText``."""
+def encode_append(rooms: Sequence[str], event: str, payload: Any, key: str | None = None) -> str:
+    """Check one append and encode it for the batch; ``Unstorable`` (a ``ValueError``)
+    says what is wrong. ``payload`` is anything JSON-serializable, or a ``JsonText``;
+    ``key`` an idempotency key (see ``PostgresJournal.append``)."""
     if isinstance(rooms, str) or not rooms or not all(isinstance(r, str) and r for r in rooms):
-        raise ValueError("rooms must be a non-empty list of room names")
+        raise Unstorable("rooms", "rooms must be a non-empty list of room names")
     if not isinstance(event, str) or not event:
-        raise ValueError("event must be a non-empty string")
+        raise Unstorable("event", "event must be a non-empty string")
     # Refused here, alone: in the database it would fail its whole batch.
     if "\x00" in event or any("\x00" in r for r in rooms):
-        raise ValueError("rooms and event must not contain NUL characters")
+        raise Unstorable("nul", "rooms and event must not contain NUL characters")
     raw = payload.text if isinstance(payload, JsonText) else None
+    if raw is None:
+        check_storable(payload)
+    elif "\\u0000" in raw or raw.count("[") + raw.count("{") > MAX_DEPTH:
+        check_storable(json.loads(raw))  # rarely: a look at what the cheap test suspects
     try:
         encoded = json.dumps({"rooms": list(dict.fromkeys(rooms)), "event": event,
+                              **({"key": key} if key is not None else {}),
                               "payload": None if raw is not None else payload},
-                             separators=(",", ":"), ensure_ascii=False)
+                             separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"payload is not JSON-serializable: {e}") from None
+        raise Unstorable("json", f"payload is not JSON-serializable: {e}") from None
     if raw is not None:
         encoded = encoded[:-len("null}")] + raw + "}"
     try:
         encoded.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("event is not valid Unicode (a lone surrogate)") from None
+        raise Unstorable("surrogate", "event is not valid Unicode (a lone surrogate)") from None
     if len(encoded) > MAX_PAYLOAD:
-        raise ValueError(f"event over {MAX_PAYLOAD} bytes")
+        raise Unstorable("size", f"event over {MAX_PAYLOAD} bytes")
     return encoded
 
 
@@ -102,12 +115,75 @@ def encode_batch(encoded: Iterable[str]) -> str:
     return "[" + ",".join(encoded) + "]"
 
 
+@dataclass(eq=False, slots=True)
+class _Append:
+    """An append waiting for the database."""
+
+    encoded: str
+    done: defer.Deferred | None
+    event: str
+    first_room: str
+    keyed: bool = False
+    #: Sent to the database at least once: it may be stored, it can no longer be withdrawn.
+    sent: bool = False
+
+
+def _settle(done: defer.Deferred, result: Any) -> None:
+    """Fire an append's Deferred, unless its caller gave up on it (cancelled it)."""
+    if not done.called:
+        (done.errback if isinstance(result, Exception) else done.callback)(result)
+
+
+def _first_room(rooms: Any) -> str:
+    """The room that names an event's source, for metrics (anything, for a bad event)."""
+    first = rooms[0] if isinstance(rooms, list | tuple) and rooms else None
+    return first if isinstance(first, str) else ""
+
+
 def _row_to_event(row: tuple) -> Event:
     offset, rooms, name, payload_json = row
     return Event(offset, tuple(rooms), name, payload_json)
 
 
-class Journal:
+@runtime_checkable
+class Journal(Protocol):
+    """What the hub, the publish route, the status page, ``/metrics`` and the sources use
+    of the journal: ``PostgresJournal`` in a gateway, ``tests.fakes.journal.FakeJournal``
+    in unit tests. The methods are ``PostgresJournal``'s; see there what each does."""
+
+    #: Events refused, by source and reason.
+    refusals: SourceTally
+
+    @property
+    def pending(self) -> int: ...
+
+    def append(self, rooms: Sequence[str], event: str, payload: Any, *,
+               key: str | None = None) -> defer.Deferred: ...
+
+    async def append_in(self, tx: Transaction,
+                        events: Sequence[tuple[Sequence[str], str, Any]]) -> list[int]: ...
+
+    async def commit_with(self, tx: Transaction, encoded: Sequence[str], sql: str,
+                          params: dict, *, then: str | None = None) -> list[tuple]: ...
+
+    def ring(self) -> None: ...
+
+    async def read_after(self, offset: int, limit: int = READ_BATCH,
+                         max_bytes: int = READ_BYTES) -> list[Event]: ...
+
+    async def replay(self, rooms: Collection[str], after: int, through: int,
+                     limit: int = READ_BATCH, max_bytes: int = READ_BYTES) -> list[Event]: ...
+
+    async def tail(self, limit: int) -> list[Event]: ...
+
+    async def head(self) -> int: ...
+
+    async def horizon(self) -> int: ...
+
+
+class PostgresJournal:
+    """The journal in PostgreSQL (``n2_journal``), appends batched (see the module)."""
+
     log = Logger()
 
     def __init__(self, db: Database, reactor: Any, *, node: str = "", batch_size: int = 500,
@@ -118,39 +194,54 @@ class Journal:
         self._node = node
         self._db = db
         self._reactor = reactor
-        self._ringing = False
-        self._ring_again = False
+        self._doorbells = Coalescer(self._send_doorbell, what="journal doorbell")
         self._batch_size = batch_size
         self._max_pending = max_pending
-        self._pending: deque[tuple[str, defer.Deferred]] = deque()
-        self._flushing = False
+        self._pending: deque[_Append] = deque()
+        self._flusher = Coalescer(self._flush, reactor, what="journal append")
+        #: How many of the next appends go alone: a refused batch is retried so.
+        self._one_by_one = 0
+        #: Events refused, by source (the first room's prefix) and reason.
+        self.refusals = SourceTally()
         self._closed = False
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def append(self, rooms: Sequence[str], event: str, payload: Any) -> defer.Deferred:
-        """Publish; fires with the event's offset once durable. Raises ``ValueError``
-        for a malformed event and ``JournalFull`` when too much is waiting."""
-        encoded = encode_append(rooms, event, payload)
+    def append(self, rooms: Sequence[str], event: str, payload: Any, *,
+               key: str | None = None) -> defer.Deferred:
+        """Publish; fires with the event's offset once durable. Raises ``Unstorable``
+        (a ``ValueError``) for an event the journal cannot store, and ``JournalFull``
+        when too much is waiting.
+
+        With ``key`` (an idempotency key), an event whose key is in the journal already
+        is not stored again: the offset of the first is the answer. Cancelling the
+        Deferred withdraws an append not yet sent (it fails with ``Withdrawn`` and is
+        never stored); one already on its way to the database may still be stored."""
+        try:
+            encoded = encode_append(rooms, event, payload, key)
+        except Unstorable as e:
+            self.refusals.refuse(_first_room(rooms), e.reason)
+            raise
         if len(self._pending) >= self._max_pending:
             raise JournalFull(f"{len(self._pending)} events are waiting for the database")
-        done: defer.Deferred = defer.Deferred()
-        self._pending.append((encoded, done))
-        if not self._flushing:
-            self._flushing = True
-            # Give the rest of this reactor turn the chance to join the batch.
-            self._reactor.callLater(0, lambda: defer.Deferred.fromCoroutine(self._flush()))
+        item = _Append(encoded, None, event, _first_room(rooms), key is not None)
+        item.done = done = defer.Deferred(canceller=lambda d: self._withdraw(item))
+        self._pending.append(item)
+        # At the end of the turn: the rest of this reactor turn joins the batch.
+        self._flusher.request(0)
         return done
 
     async def _flush(self) -> None:
         attempt = 0
         while self._pending and not self._closed:
-            batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
+            batch = self._next_batch()
+            for item in batch:
+                item.sent = True
             try:
                 rows = await self._db.query(
-                    APPEND, {"batch": encode_batch(encoded for encoded, _ in batch)})
+                    APPEND, {"batch": encode_batch(item.encoded for item in batch)})
             except DatabaseUnavailable as e:
                 delay = retry_delay(attempt)
                 attempt += 1
@@ -160,42 +251,61 @@ class Journal:
                 await deferLater(self._reactor, delay)
                 continue
             except Exception as e:
-                # The database refused the batch itself (a bug, not an outage): fail
-                # these appends rather than retry them forever.
-                self.log.failure("journal append failed")
-                for _ in batch:
-                    self._pending.popleft()[1].errback(e)
+                self._refused(batch, e)
                 continue
             attempt = 0
+            self._one_by_one = max(self._one_by_one - len(batch), 0)
             self.ring()
-            for (_, done), (offset,) in zip(batch, rows):
-                self._pending.popleft()
-                done.callback(offset)
-        self._flushing = False
+            for _, (offset,) in zip(batch, rows):
+                _settle(self._pending.popleft().done, offset)
+
+    def _next_batch(self) -> list[_Append]:
+        # A keyed append goes alone: the database looks its key up (0007_journal_idempotency.sql).
+        size = 1 if self._one_by_one else self._batch_size
+        batch: list[_Append] = []
+        for item in self._pending:
+            if len(batch) == size or (batch and item.keyed):
+                break
+            batch.append(item)
+            if item.keyed:
+                break
+        return batch
+
+    def _withdraw(self, item: _Append) -> None:
+        """The caller gave up on an append: one not sent yet is dropped for good."""
+        if item.sent:
+            return  # it may be stored already: the Deferred just fails with CancelledError
+        self._pending.remove(item)
+        item.done.errback(Withdrawn("given up before it was sent: it will not be stored"))
+
+    def _refused(self, batch: list[_Append], error: Exception) -> None:
+        """The database refused a batch although each event passed ``encode_append``.
+        Its events are tried again one by one, so that only the offending one fails.
+        PostgreSQL's message quotes the payload: only its class and code are told."""
+        what = str(error) if isinstance(error, DatabaseError) else type(error).__name__
+        if len(batch) > 1:
+            self.log.warn("journal: the database refused a batch of {count} events ({what}); "
+                          "appending them one by one", count=len(batch), what=what)
+            self._one_by_one = len(batch)
+            return
+        item = self._pending.popleft()
+        self._one_by_one = max(self._one_by_one - 1, 0)
+        self.refusals.refuse(item.first_room, "database")
+        self.log.error("journal: the database refused event {event} for {room} ({what})",
+                       event=item.event, room=item.first_room, what=what)
+        _settle(item.done, Unstorable("database", f"the database refused this event ({what})"))
 
     def ring(self) -> None:
         """Events were committed: wake this gateway's hub, and the others through the
         doorbell. One doorbell is in flight at a time; rings meanwhile send one more."""
         self.on_appended()
-        if self._ringing:
-            self._ring_again = True
-            return
-        self._ringing = True
-        defer.Deferred.fromCoroutine(self._send_doorbells())
+        self._doorbells.request()
 
-    async def _send_doorbells(self) -> None:
+    async def _send_doorbell(self) -> None:
         try:
-            again = True
-            while again:
-                self._ring_again = False
-                await self._db.query(RING, (self._node,))
-                again = self._ring_again
+            await self._db.query(RING, (self._node,))
         except DatabaseUnavailable:
             pass  # the other hubs' poll finds the events; nothing is lost
-        except Exception:
-            self.log.failure("journal doorbell failed")
-        finally:
-            self._ringing = False
 
     @staticmethod
     async def append_in(tx: Transaction, events: Sequence[tuple[Sequence[str], str, Any]]) -> list[int]:
@@ -207,11 +317,24 @@ class Journal:
         rows = await tx.query(APPEND, {"batch": batch})
         return [offset for (offset,) in rows]
 
+    @staticmethod
+    async def commit_with(tx: Transaction, encoded: Sequence[str], sql: str, params: dict,
+                          *, then: str | None = None) -> list[tuple]:
+        """End the caller's transaction in one round trip (``Transaction.commit``): append
+        ``encoded`` (events from ``encode_append``, which refuses one the journal cannot
+        store), run ``sql`` (named parameters; ``batch`` is the journal's) and COMMIT,
+        then the query ``then``, whose rows are returned. Call ``ring`` afterwards."""
+        if encoded:
+            sql = f"{APPEND};\n{sql}"
+            params = {**params, "batch": encode_batch(encoded)}
+        return await tx.commit(sql, params, then=then)
+
     def close(self) -> None:
         """Stop retrying; appends still waiting fail with ``DatabaseUnavailable``."""
         self._closed = True
+        self._flusher.stop()
         while self._pending:
-            self._pending.popleft()[1].errback(DatabaseUnavailable("the gateway is stopping"))
+            _settle(self._pending.popleft().done, DatabaseUnavailable("the gateway is stopping"))
 
     async def read_after(self, offset: int, limit: int = READ_BATCH,
                          max_bytes: int = READ_BYTES) -> list[Event]:
@@ -256,6 +379,14 @@ class Journal:
         rows = await self._db.query("SELECT trimmed_through FROM n2_journal_horizon")
         return rows[0][0]
 
+    async def span(self) -> int:
+        """Offsets from the retention horizon to the head: at least the rows kept (an
+        append rolled back leaves a hole)."""
+        rows = await self._db.query(
+            "SELECT COALESCE(MAX(seq), 0) - (SELECT trimmed_through FROM n2_journal_horizon)"
+            " FROM n2_journal")
+        return rows[0][0]
+
     async def trim(self, max_age: float, max_rows: int) -> int:
         """Apply retention: drop events older than ``max_age`` seconds or beyond the newest
         ``max_rows``. Returns the new horizon."""
@@ -275,28 +406,44 @@ class Journal:
         return await self._db.transaction(work)
 
 
-class RetentionService(service.Service):
-    """Trims the journal on a timer (every gateway may run it: trimming is idempotent)."""
+class RetentionService(service.MultiService):
+    """Applies retention: the row bound after every commit of this gateway
+    (``appended``: one read while the journal is within it), both bounds on a timer.
+    Every gateway may run it: trimming is idempotent."""
 
     log = Logger()
 
-    def __init__(self, journal: Journal, reactor: Any, max_age: float, max_rows: int,
+    def __init__(self, journal: PostgresJournal, reactor: Any, max_age: float, max_rows: int,
                  interval: float = 60.0) -> None:
+        super().__init__()
         self._journal = journal
         self._max_age = max_age
         self._max_rows = max_rows
-        self._loop = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self._trim()))
-        self._loop.clock = reactor
-        self._interval = interval
+        Periodic(interval, self._trim, reactor, what="journal retention",
+                 now=True).setServiceParent(self)
+        self._row_checks = Coalescer(self._check_rows, what="journal row bound")
+
+    def appended(self) -> None:
+        """Events were committed: trim if the journal is over its row bound. One check
+        at a time; commits meanwhile ask for one more."""
+        if self.running:
+            self._row_checks.request()
+
+    async def _check_rows(self) -> None:
+        try:
+            over = await self._journal.span() > self._max_rows
+        except DatabaseUnavailable:
+            return  # the timer's trim says so, once a minute
+        if over:
+            await self._trim()
 
     def startService(self) -> None:
         super().startService()
-        self._loop.start(self._interval, now=True)
+        self._row_checks.start()
 
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
+    def stopService(self) -> defer.Deferred:
+        self._row_checks.stop()
+        return super().stopService()
 
     async def _trim(self) -> None:
         try:

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.application import service
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
-from n2gateway.db import Database, DatabaseUnavailable
+from n2gateway.db import Database, DatabaseError, DatabaseUnavailable, DedicatedConnection
 from n2gateway.db.listen import Listener
+from n2gateway.scheduling import Coalescer, Periodic
 
 LOCK_CLASS = 0x6E32  # first key of every lock: marks n2gateway's locks in pg_locks
 CHANNEL = "n2_leadership"
@@ -42,6 +43,13 @@ KEEPALIVES = "SET tcp_keepalives_idle = 4; SET tcp_keepalives_interval = 2; SET 
 
 def new_node_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def node_alive(node: str) -> str:
+    """SQL true while the node named by the SQL expression ``node`` is connected to
+    this database: its leadership connection is its sign of life, gone when it dies."""
+    return ("EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = '" + APP_PREFIX + "' || " + node + ")")
 
 
 def lock_key(source: str) -> int:
@@ -59,11 +67,15 @@ class Claim:
     starting: Any = None  # the DelayedCall of a start waiting out the grace period
 
 
-class Leadership(service.Service):
+class Leadership(service.MultiService):
+    """Claims sources; each source this node owns runs as a child service, so it stops
+    with the leadership (or when the lock is lost) before the layers under it."""
+
     log = Logger()
 
     def __init__(self, db: Database, listener: Listener, reactor: Any, node_id: str, *,
                  retry_interval: float = 2.0, query_timeout: float = 3.0) -> None:
+        super().__init__()
         self.db = db
         self._listener = listener
         self._unsubscribe: Callable[[], None] | None = None
@@ -71,14 +83,12 @@ class Leadership(service.Service):
         self.node_id = node_id
         self.query_timeout = query_timeout
         self.claims: dict[str, Claim] = {}
-        self._connection = None
-        self._loop = task.LoopingCall(self.poke)
-        self._loop.clock = reactor
-        self._retry_interval = retry_interval
-        self._busy = False
-        self._again = False
+        self._connection: DedicatedConnection | None = None
+        self._loop = Periodic(retry_interval, self.poke, reactor, what="leadership check",
+                              now=True)
+        self._loop.setServiceParent(self)
+        self._tries = Coalescer(self._tick, what="leadership try")
         self._releasing = False
-        self._ticking: defer.Deferred | None = None
         self.grace = retry_interval + query_timeout
 
     @property
@@ -91,94 +101,76 @@ class Leadership(service.Service):
         self.poke()
 
     def startService(self) -> None:
-        super().startService()
         # Not LISTEN on the lock's own connection: PostgreSQL wakes every listening
         # backend for every NOTIFY in the database (each chat insert among them).
         self._unsubscribe = self._listener.subscribe(CHANNEL, self._released)
-        self._loop.start(self._retry_interval, now=True)
+        super().startService()
 
     def poke(self) -> None:
         """Try the unowned sources now (coalesced with a try already under way)."""
-        if not self.running or self._releasing:
-            return
-        if self._busy:
-            self._again = True
-            return
-        self._busy = True
-        self._ticking = defer.Deferred.fromCoroutine(self._tick())
-        self._ticking.addBoth(self._tick_done)
-
-    def _tick_done(self, result: Any) -> None:
-        self._busy = False
-        if self._again and self.running and not self._releasing:
-            self._again = False
-            self.poke()
+        if self.running and not self._releasing:
+            self._tries.request()
 
     async def _tick(self) -> None:
         try:
             if self._connection is None:
                 await self._connect()
             else:
-                await self._select("SELECT 1")
+                await self._connection.query("SELECT 1")
             for claim in self.claims.values():
                 if not claim.held and self.running:
-                    (acquired,), = await self._select(
+                    (acquired,), = await self._connection.query(
                         "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(claim.source)))
                     if acquired:
                         claim.held = True
                         delay = 0 if await self._take_over(claim.source) else self.grace
+                        if delay:
+                            self.log.info(
+                                "node {node} holds {source}, whose last owner did not let go: "
+                                "starting it in {delay:.1f} s, when that owner has stopped",
+                                node=self.node_id, source=claim.source, delay=delay)
                         claim.starting = self.reactor.callLater(delay, self._start, claim)
-        except Exception as e:
+        except (DatabaseUnavailable, DatabaseError) as e:
             if self._connection is not None or self.owned:
                 self.log.warn("leadership connection failed ({reason}); giving up {sources}",
-                              reason=_reason(e), sources=", ".join(self.owned) or "nothing")
+                              reason=str(e), sources=", ".join(self.owned) or "nothing")
             await self._lose_all()
 
     async def _connect(self) -> None:
-        connection = await self.db.connect(
-            application_name=APP_PREFIX + self.node_id,
+        connection = await self.db.dedicated(
+            timeout=self.query_timeout, application_name=APP_PREFIX + self.node_id,
             on_lost=lambda reason: self._lost(connection, reason))
         self._connection = connection
-        await self._run(KEEPALIVES)
+        await connection.execute(KEEPALIVES)
 
     async def _take_over(self, source: str) -> bool:
         """Record this node as ``source``'s owner; True if the last one let go cleanly."""
-        (clean,), = await self._select(
+        (clean,), = await self._connection.query(
             "SELECT coalesce((SELECT released FROM n2_leadership WHERE source = %s), true)",
             (source,))
-        await self._run(
+        await self._connection.execute(
             "INSERT INTO n2_leadership (source, node, released) VALUES (%s, %s, false)"
             " ON CONFLICT (source) DO UPDATE SET node = EXCLUDED.node, released = false,"
             " since = NOW()", (source, self.node_id))
         return clean
 
-    def _lost(self, connection: Any, reason: BaseException) -> None:
+    def _lost(self, connection: DedicatedConnection, reason: BaseException) -> None:
         # The socket is gone, and the lock with it: stop the sources now rather than
         # at the next check, so the takeover's grace period is never cut short.
         if connection is self._connection:
             self.log.warn("leadership connection lost ({reason}); giving up {sources}",
-                          reason=_reason(reason), sources=", ".join(self.owned) or "nothing")
+                          reason=type(reason).__name__, sources=", ".join(self.owned) or "nothing")
             defer.Deferred.fromCoroutine(self._lose_all())
 
     def _released(self, payload: str) -> None:
         # Another node let go of its sources: take them now, not at the next check.
         self.poke()
 
-    async def _select(self, sql: str, params: tuple = ()) -> list:
-        d = self._connection.runQuery(sql, params)
-        d.addTimeout(self.query_timeout, self.reactor)
-        return await d
-
-    async def _run(self, sql: str, params: tuple | None = None) -> None:
-        d = self._connection.runOperation(sql, params)
-        d.addTimeout(self.query_timeout, self.reactor)
-        await d
-
     def _start(self, claim: Claim) -> None:
         claim.starting = None
         self.log.info("node {node} now owns {source}", node=self.node_id, source=claim.source)
         claim.running = claim.make_service()
-        claim.running.startService()
+        claim.running.setServiceParent(self)  # started by the tree, this node running
 
     async def _stop(self, claim: Claim) -> None:
         if claim.starting is not None and claim.starting.active():
@@ -186,17 +178,14 @@ class Leadership(service.Service):
         claim.starting, claim.held = None, False
         running, claim.running = claim.running, None
         if running is not None:
-            await defer.maybeDeferred(running.stopService)
+            await defer.maybeDeferred(running.disownServiceParent)
 
     async def _lose_all(self) -> None:
         for claim in self.claims.values():
             await self._stop(claim)
         if self._connection is not None:
             connection, self._connection = self._connection, None
-            try:
-                connection.close()
-            except Exception:
-                pass
+            connection.close()
 
     async def release(self) -> None:
         """Stop every owned source, free its lock and tell the other nodes at once."""
@@ -204,34 +193,36 @@ class Leadership(service.Service):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._loop.running:
-            self._loop.stop()
+        self._loop.stopService()
         # A try under way could otherwise open a connection after we closed ours.
-        if self._ticking is not None and not self._ticking.called:
-            await self._ticking
+        await self._tries.stop()
         for claim in self.claims.values():
             if claim.held:
                 await self._stop(claim)
                 try:
                     # Stopped, so the next owner needs no grace period.
-                    await self._run(
+                    await self._connection.execute(
                         "UPDATE n2_leadership SET released = true WHERE source = %s AND node = %s",
                         (claim.source, self.node_id))
-                    await self._select("SELECT pg_advisory_unlock(%s, %s)",
-                                      (LOCK_CLASS, lock_key(claim.source)))
-                except Exception as e:
+                    await self._connection.query("SELECT pg_advisory_unlock(%s, %s)",
+                                                 (LOCK_CLASS, lock_key(claim.source)))
+                except (DatabaseUnavailable, DatabaseError) as e:
                     self.log.warn("could not release {source}: {reason}",
-                                  source=claim.source, reason=_reason(e))
+                                  source=claim.source, reason=str(e))
         if self._connection is not None:
             try:
-                await self._run(f"NOTIFY {CHANNEL}")
-            except Exception:
-                pass
+                await self._connection.execute(f"NOTIFY {CHANNEL}")
+            except (DatabaseUnavailable, DatabaseError):
+                pass  # the others' next try (every retry interval) takes over instead
         await self._lose_all()
 
     def stopService(self) -> defer.Deferred:
-        super().stopService()
-        return defer.Deferred.fromCoroutine(self.release())
+        return defer.Deferred.fromCoroutine(self._stop_all())
+
+    async def _stop_all(self) -> None:
+        # Sources first, one at a time, each lock freed after its source stopped.
+        await self.release()
+        await super().stopService()
 
     async def owners(self) -> dict[str, str | None]:
         """Which node owns each claimed source right now (``None``: nobody)."""
@@ -255,9 +246,3 @@ class Leadership(service.Service):
 
     def status(self) -> dict[str, Any]:
         return {"node": self.node_id, "owns": self.owned, "connected": self._connection is not None}
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, DatabaseUnavailable):
-        return str(error)
-    return type(error).__name__

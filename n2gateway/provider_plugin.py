@@ -1,14 +1,14 @@
 """
 The hooks every upstream provider plugin has, written once: its control routes
-(start, stop, status), its provider held by the leadership on one gateway of
-those sharing the database and following stored-credential changes made
-through any of them, and its status in C{/health}.
+(start, stop, status), its provider registered as a source (held on one
+gateway of those sharing the database) and following stored-credential
+changes made through any of them, and its status in ``/health``.
 
-A provider plugin module builds one L{ProviderPlugin} and exposes its hooks::
+A provider plugin module builds one :class:`ProviderPlugin` and exposes its hooks::
 
-    plugin = ProviderPlugin(build, prefix="/api/realtime/tpos", ...)
+    plugin = ProviderPlugin(build, prefix="/api/realtime/feed", ...)
     n2gateway_routes = plugin.n2gateway_routes
-    n2gateway_services = plugin.n2gateway_services
+    n2gateway_sources = plugin.n2gateway_sources
     n2gateway_status = plugin.n2gateway_status
 """
 
@@ -23,7 +23,7 @@ from n2gateway.credentials import CHANGED_CHANNEL, CredentialsChanged, Credentia
 from n2gateway.hookspecs import hookimpl
 from n2gateway.http.provider_routes import add_provider_routes
 from n2gateway.http.routes import Routes
-from n2gateway.upstream.provider import PerGateway, Provider
+from n2gateway.upstream.provider import PerGateway, Provider, ProviderStatus
 
 
 class ProviderPlugin:
@@ -36,9 +36,15 @@ class ProviderPlugin:
         credentials_from_body: Callable[[Any], Any],
         status_properties: dict[str, Any],
     ) -> None:
-        """C{build(context, store)} makes the gateway's provider (once per gateway)."""
-        self.provider = PerGateway(lambda context: build(context, CredentialStore(
-            context.db, context.settings.credentials_key, node=context.leadership.node_id)))
+        """``build(context, store)`` makes the gateway's provider (once per gateway)."""
+
+        def provider(context: PluginContext) -> Provider[Any]:
+            made = build(context, CredentialStore(
+                context.db, context.settings.credentials_key, node=context.leadership.node_id))
+            made.token_warning = context.settings.token_warning
+            return made
+
+        self.provider = PerGateway(provider)
         self._routes = dict(prefix=prefix, start_body=start_body,
                             credentials_from_body=credentials_from_body,
                             status_properties=status_properties)
@@ -51,12 +57,10 @@ class ProviderPlugin:
                             **self._routes)
 
     @hookimpl
-    def n2gateway_services(self, context: PluginContext,
-                           register: Callable[[IService], None]) -> None:
-        # Not registered as a plain service: one gateway of those sharing the
-        # database holds the session, and the leadership starts and stops it there.
+    def n2gateway_sources(self, context: PluginContext,
+                          register: Callable[[str, Callable[[], IService]], None]) -> None:
         provider = self.provider(context)
-        context.leadership.claim(provider.client_type, lambda: provider)
+        register(provider.client_type, lambda: provider)
         node = context.leadership.node_id
 
         def changed(payload: str) -> None:
@@ -69,5 +73,5 @@ class ProviderPlugin:
                                    lambda: provider.follow_stored(force=False))
 
     @hookimpl
-    def n2gateway_status(self, context: PluginContext) -> dict[str, Any]:
+    def n2gateway_status(self, context: PluginContext) -> ProviderStatus:
         return self.provider(context).status()

@@ -17,15 +17,19 @@ OTHER = "other"
 class SourceTally:
     def __init__(self, limit: int = 32) -> None:
         self._limit = limit
+        self._known: set[str] = set()
         self.published: dict[str, int] = {}
         self.delivered: dict[str, int] = {}
+        #: Events the journal refused, by (source, reason).
+        self.refused: dict[tuple[str, str], int] = {}
 
     def source(self, room: str) -> str:
         prefix = room.split(":", 1)[0]
-        if prefix in self.published:
+        if prefix in self._known:
             return prefix
-        if not _SOURCE.fullmatch(prefix) or len(self.published) >= self._limit:
+        if not _SOURCE.fullmatch(prefix) or len(self._known) >= self._limit:
             return OTHER
+        self._known.add(prefix)
         return prefix
 
     def count(self, first_room: str, receivers: int) -> None:
@@ -33,3 +37,8 @@ class SourceTally:
         source = self.source(first_room)
         self.published[source] = self.published.get(source, 0) + 1
         self.delivered[source] = self.delivered.get(source, 0) + receivers
+
+    def refuse(self, first_room: str, reason: str) -> None:
+        """One event refused for ``reason`` (a word from a fixed set)."""
+        key = (self.source(first_room), reason)
+        self.refused[key] = self.refused.get(key, 0) + 1

@@ -2,7 +2,7 @@
 
 The server is the embedded one the gateway itself uses (pgserver); each test that
 asks for ``database_url`` gets a database of its own on it, so tests never see each
-other's rows.
+other's rows; ``migrated_db`` is a pool on that database once the core migrations ran.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
+import pytest_twisted
 
 # Concurrent pytest runs share /tmp/pytest-of-<user> and prune each other's old
 # directories, an embedded PostgreSQL's data directory among them: keep ours here.
@@ -25,7 +26,9 @@ os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory):
-    import pgserver
+    from n2gateway.db.embedded import import_pgserver
+
+    pgserver = import_pgserver()
 
     server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="stop")
     yield server
@@ -54,6 +57,21 @@ def database_url(pg_server) -> str:
     return create_database(pg_server.get_uri())
 
 
+@pytest_twisted.async_yield_fixture
+async def migrated_db(database_url):
+    """A database pool on the test's database, the core migrations applied."""
+    from twisted.internet import reactor
+
+    from n2gateway.db import Database
+    from tests.support.database import migrate
+
+    db = Database(reactor)
+    db.configure(database_url)
+    await migrate(db)
+    yield db
+    db.close()
+
+
 @pytest.fixture
 def new_database(pg_server) -> Callable[[], str]:
     """Make more fresh databases on the session's server (for tests needing several)."""
@@ -74,7 +92,9 @@ class RestartablePostgres:
         self.url = self.server.get_uri()
 
     def start(self) -> None:
-        import pgserver
+        from n2gateway.db.embedded import import_pgserver
+
+        pgserver = import_pgserver()
 
         self.server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
 
@@ -137,10 +157,9 @@ def gateway_process(tmp_path):
 @pytest.fixture
 def gateway_factory(tmp_path, database_url):
     """Start in-process gateways on free ports against the test's database."""
-    import pytest_twisted
     from twisted.internet import defer
 
-    from tests.support.ws import GatewayInProcess
+    from tests.support.gateway_in_process import GatewayInProcess
 
     started: list[GatewayInProcess] = []
 
@@ -153,3 +172,22 @@ def gateway_factory(tmp_path, database_url):
     for gw in started:
         if gw.gateway.running:
             pytest_twisted.blockon(defer.Deferred.fromCoroutine(gw.stop()))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Fail the run if it left a process behind (a server, a peer, a PostgreSQL)."""
+    from tests.support.leftovers import describe, leftover_processes, stop
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    left = leftover_processes(factory.getbasetemp())
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["the tests left these processes running (now stopped):",
+             *(f"  {describe(p)}" for p in left)]
+    if reporter is not None:
+        reporter.write_line("\n".join(lines), red=True)
+    stop(left)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

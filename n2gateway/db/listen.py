@@ -23,7 +23,8 @@ from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from n2gateway.db.pool import Database, describe_error, retry_delay
+from n2gateway.db.errors import describe_error
+from n2gateway.db.pool import Database, retry_delay
 
 KEEPALIVE_INTERVAL = 10.0
 KEEPALIVE_TIMEOUT = 5.0

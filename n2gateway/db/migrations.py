@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from twisted.logger import Logger
 
+from n2gateway.db.errors import DatabaseError
 from n2gateway.db.pool import Database, Transaction
 
 log = Logger()
 
-#: The core's own migrations, applied before any plugin's.
-CORE_SCHEMA = Path(__file__).resolve().parents[2] / "schema"
+#: The core's own migrations, applied before any plugin's: the folder schema/,
+#: installed as the package n2gateway.schema (on the file system, so a Path).
+CORE_SCHEMA = Path(str(resources.files("n2gateway.schema")))
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant shared by every gateway; it names the migrations lock in pg_locks.
 MIGRATIONS_LOCK = 0x6E32_6D69  # "n2mi"
@@ -67,7 +70,14 @@ async def apply_migrations(db: Database, folders: list[MigrationFolder]) -> list
     applied: list[str] = []
     for folder in folders:
         for path in folder.migrations():
-            if await db.transaction(_applier(folder.namespace, path)):
+            try:
+                done = await db.transaction(_applier(folder.namespace, path))
+            except DatabaseError as e:
+                # A migration is the project's own SQL, so PostgreSQL's message quotes
+                # no one's data: it is the reason an operator needs.
+                raise MigrationError(f"{folder.namespace}/{path.name} failed: {e}"
+                                     + (f": {e.primary}" if e.primary else "")) from None
+            if done:
                 applied.append(f"{folder.namespace}/{path.name}")
                 log.info("applied migration {namespace}/{name}",
                          namespace=folder.namespace, name=path.name)

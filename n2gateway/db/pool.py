@@ -3,7 +3,8 @@
 txpostgres' own pool never replaces a broken connection, so after a database restart
 every pooled connection would fail forever. Here a connection that dies is dropped and
 a fresh one is opened on the next checkout; callers see one clear
-``DatabaseUnavailable`` per failed call, never a wedged pool.
+``DatabaseUnavailable`` per failed call, never a wedged pool. Driver errors become
+the layer's own (``db.errors``).
 """
 
 from __future__ import annotations
@@ -11,41 +12,23 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-import psycopg2
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from txpostgres import txpostgres
 
-from n2gateway.redact import scrub_text
+from n2gateway.db.dedicated import DedicatedConnection
+from n2gateway.db.errors import DatabaseUnavailable, describe_error, is_connection_error, ours
 
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 5.0
 
 
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached right now; the message is safe to show."""
-
-
-def describe_error(error: BaseException) -> str:
-    """One line about a database error, without connection strings or passwords."""
-    if isinstance(error, defer.TimeoutError | defer.CancelledError):
-        return "timed out"
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    # libpq messages name host and port, never the password; scrub connection
-    # strings anyway, in case one is quoted ("password authentication failed" stays).
-    return scrub_text(first_line).strip() or type(error).__name__
-
-
 def retry_delay(attempt: int) -> float:
     """Seconds before database retry ``attempt`` + 1 (0-based): 0.5 s doubling to 10 s.
     The one retry policy of everything that waits for the database."""
     return min(0.5 * 2 ** attempt, 10.0)
-
-
-def _is_connection_error(error: BaseException) -> bool:
-    return isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError)
 
 
 class Transaction:
@@ -139,9 +122,9 @@ class Database:
     async def connect(self, *, on_lost: Callable[[BaseException], None] | None = None,
                       on_notify: Callable[[str, str], None] | None = None,
                       **params: str) -> "txpostgres.Connection":
-        """Open one new connection; used by the pool and by services needing their own
-        (``on_lost(error)`` when its socket goes, ``on_notify(channel, payload)``;
-        ``params`` are libpq parameters such as ``application_name``)."""
+        """Open one new driver connection, for the pool, ``dedicated`` and the LISTEN
+        connection (``on_lost(error)`` when its socket goes, ``on_notify(channel,
+        payload)``; ``params`` are libpq parameters such as ``application_name``)."""
         if self._dsn is None:
             raise DatabaseUnavailable("the database is not configured yet")
         connection = WatchedConnection(self._reactor, on_lost, on_notify)
@@ -150,8 +133,16 @@ class Database:
         try:
             await d
         except Exception as e:
-            raise DatabaseUnavailable(describe_error(e)) from e
+            raise DatabaseUnavailable(describe_error(e)) from None
         return connection
+
+    async def dedicated(self, *, timeout: float,
+                        on_lost: Callable[[BaseException], None] | None = None,
+                        **params: str) -> DedicatedConnection:
+        """A new connection outside the pool, each statement bounded by ``timeout``
+        seconds; ``on_lost(error)`` when its socket goes (``params``: as ``connect``)."""
+        return DedicatedConnection(await self.connect(on_lost=on_lost, **params),
+                                   self._reactor, timeout)
 
     async def _checkout(self) -> txpostgres.Connection:
         if self._closed:
@@ -203,12 +194,15 @@ class Database:
         try:
             result = await work(connection)
         except Exception as e:
-            if _is_connection_error(e) or connection.closed:
+            if is_connection_error(e) or connection.closed:
                 self._checkin(None)
                 self._drop_idle()
-                raise DatabaseUnavailable(describe_error(e)) from e
+                raise DatabaseUnavailable(describe_error(e)) from None
             self._checkin(connection)
-            raise
+            mapped = ours(e)
+            if mapped is e:
+                raise
+            raise mapped from None
         self._checkin(connection)
         return result
 
@@ -246,7 +240,7 @@ class Database:
         except DatabaseUnavailable:
             raise
         except Exception as e:
-            raise DatabaseUnavailable(describe_error(e)) from e
+            raise DatabaseUnavailable(describe_error(e)) from None
 
     def stats(self) -> dict[str, int]:
         """Pool occupancy for metrics: connections open, idle, and callers waiting."""

@@ -1,14 +1,9 @@
-"""The plain JSON WebSocket endpoint at ``/ws`` (the dashboard's protocol, SPEC §9).
-
-server → client: ``{"type": <event>, "room": R, "payload": ..., "offset": "<n>"}``,
-plus ``subscribed`` / ``unsubscribed`` / ``gap`` / ``error`` control frames.
-client → server: ``{"type": "subscribe", "room": R, "offset"?: "<n>"}`` and
-``{"type": "unsubscribe", "room": R}``.
+"""The plain JSON WebSocket endpoint at ``/ws`` (the dashboard's protocol, SPEC §9):
+its handshake, rooms and refresh; the frames themselves are in ``codecs/jsonws.py``.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -16,17 +11,17 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from n2gateway.codecs.jsonws import ProtocolError, decode_frame, dumps, event_text, parse_offset
 from n2gateway.downstream.auth import AuthError, Authenticator, Identity
-from n2gateway.downstream.connection import (CLOSE_NOT_READY, CLOSE_UNAUTHORIZED,
-                                             DownstreamProtocol)
-from n2gateway.hub import Hub, Refused
+from n2gateway.downstream.close_codes import CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED
+from n2gateway.downstream.connection import DownstreamFactory, DownstreamProtocol
+from n2gateway.http.errors import HttpError
+from n2gateway.http.routes import write_json
+from n2gateway.hub import Hub
 from n2gateway.journal import Event
+from n2gateway.session import Refused, name_problem
 
 MAX_FRAME = 64 * 1024
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class JsonWire:
@@ -39,23 +34,8 @@ class JsonWire:
         self._factory = factory
 
     def prepare(self, event: Event, room: str):
-        text = (f'{{"type":{_dumps(event.name)},"room":{_dumps(room)},'
-                f'"payload":{event.payload_json},"offset":"{event.offset}"}}')
+        text = event_text(event.name, room, event.payload_json, event.offset)
         return self._factory.prepareMessage(text.encode())
-
-
-class ProtocolError(Exception):
-    """A client frame we cannot act on; the message goes back in an error frame."""
-
-
-def parse_offset(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    raise ProtocolError("offset must be a string of digits")
 
 
 class JsonSocketProtocol(DownstreamProtocol):
@@ -76,13 +56,14 @@ class JsonSocketProtocol(DownstreamProtocol):
             self._auth_error = str(e)
 
     def onOpen(self) -> None:
+        super().onOpen()
         if self._auth_error is not None:
             self.send_control({"type": "error", "message": self._auth_error})
             self.sendClose(CLOSE_UNAUTHORIZED, f"unauthorized: {self._auth_error}"[:120])
             return
         hub = self.factory.hub
         if not hub.ready:
-            self.sendClose(CLOSE_NOT_READY, "gateway starting; try again shortly")
+            self.sendClose(CLOSE_TRY_AGAIN, "gateway starting; try again shortly")
             return
         self.start_session(self._identity)
         self._work = defer.succeed(None)
@@ -90,12 +71,8 @@ class JsonSocketProtocol(DownstreamProtocol):
                            "rooms": self.session.rooms, "offset": str(hub.head)})
 
     def send_control(self, frame: dict) -> None:
-        payload = _dumps(frame).encode()
-        if self.outbox is None:
-            self.sendMessage(payload)
-        else:
-            # Behind the events already waiting: "subscribed" must follow its replay.
-            self.outbox.send_prepared(self.factory.prepareMessage(payload))
+        # Behind the events already waiting: "subscribed" must follow its replay.
+        self.outbox.send_prepared(self.factory.prepareMessage(dumps(frame).encode()))
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is None:
@@ -107,6 +84,8 @@ class JsonSocketProtocol(DownstreamProtocol):
         self._work.addCallback(lambda _: defer.Deferred.fromCoroutine(self._handle(payload)))
 
     async def _handle(self, payload: bytes) -> None:
+        if self.session is None:
+            return  # closed (its token expired, say) while this frame waited its turn
         try:
             await self._dispatch(payload)
         except (ProtocolError, Refused) as e:
@@ -116,29 +95,50 @@ class JsonSocketProtocol(DownstreamProtocol):
             self.send_control({"type": "error", "message": "internal error"})
 
     async def _dispatch(self, payload: bytes) -> None:
-        try:
-            frame = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            raise ProtocolError("malformed JSON") from None
-        if not isinstance(frame, dict):
-            raise ProtocolError("a frame must be a JSON object")
+        frame = decode_frame(payload)
         kind, room = frame.get("type"), frame.get("room")
+        if kind == "refresh":
+            self._refresh(frame.get("token"))
+            return
         if kind not in ("subscribe", "unsubscribe"):
-            raise ProtocolError(f"unknown type {str(kind)[:40]!r}; use subscribe or unsubscribe")
-        if not isinstance(room, str) or not room or len(room) > 200:
-            raise ProtocolError("room must be a non-empty string")
+            raise ProtocolError(f"unknown type {str(kind)[:40]!r};"
+                                " use subscribe, unsubscribe or refresh")
+        if (problem := name_problem(room)) is not None:
+            raise ProtocolError(f"room {problem}")
         if kind == "unsubscribe":
             self.session.unsubscribe(room)
             self.send_control({"type": "unsubscribed", "room": room})
             return
         offset = parse_offset(frame.get("offset"))
-        await self.session.subscribe(
+        session = self.session
+        await session.subscribe(
             room, offset, on_gap=lambda: self.send_control({"type": "gap", "room": room}))
-        if not self.session.closed:
+        if not session.closed:
             self.send_control({"type": "subscribed", "room": room})
 
+    def _refresh(self, token: Any) -> None:
+        try:
+            identity, left = self.refresh(token)
+        except AuthError as e:
+            raise ProtocolError(f"refresh refused: {e}") from None
+        for room in left:
+            self.send_control({"type": "unsubscribed", "room": room})
+        self.send_control({"type": "refreshed", "exp": identity.expires})
 
-class JsonSocketFactory(WebSocketServerFactory):
+
+class JsonSocketResource(WebSocketResource):
+    """The WebSocket upgrade; a plain HTTP request gets a JSON answer saying so."""
+
+    def render(self, request):
+        if (request.getHeader("upgrade") or "").lower() != "websocket":
+            request.setHeader("upgrade", "websocket")
+            return write_json(request, 426, HttpError(
+                426, "this is a WebSocket endpoint: connect with a WebSocket client"
+                     " (Upgrade: websocket)").body())
+        return super().render(request)
+
+
+class JsonSocketFactory(DownstreamFactory):
     protocol = JsonSocketProtocol
 
     def __init__(self, hub: Hub, authenticator: Authenticator, reactor) -> None:
@@ -157,4 +157,4 @@ class JsonSocketFactory(WebSocketServerFactory):
 
     def as_resource(self) -> WebSocketResource:
         # Not "resource": WebSocketServerFactory already has an attribute of that name.
-        return WebSocketResource(self)
+        return JsonSocketResource(self)

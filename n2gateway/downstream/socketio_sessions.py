@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
 from twisted.application import service
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from n2gateway.db import Database, DatabaseUnavailable
+from n2gateway.scheduling import Periodic
 
 DEFAULT_TTL = 120.0
 
@@ -69,27 +70,21 @@ class SessionStore:
         await self._db.execute("DELETE FROM n2_socketio_sessions WHERE expires_at <= NOW()")
 
 
-class SessionKeeper(service.Service):
+class SessionKeeper(service.MultiService):
     """Every ``interval``: extend the sessions of connected clients, delete expired ones."""
 
     log = Logger()
 
     def __init__(self, store: SessionStore, live: Callable[[], Collection[str]],
                  reactor: Any, interval: float | None = None) -> None:
+        super().__init__()
         self._store = store
         self._live = live
-        self._loop = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self.keep()))
-        self._loop.clock = reactor
-        self._interval = interval if interval is not None else store.ttl / 4
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop.start(self._interval, now=False)
+        Periodic(interval if interval is not None else store.ttl / 4, self.keep, reactor,
+                 what="Socket.IO session keeping").setServiceParent(self)
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
-        if self._loop.running:
-            self._loop.stop()
         # The clients of a stopping gateway reconnect elsewhere: give them a full TTL.
         return defer.Deferred.fromCoroutine(self.keep())
 

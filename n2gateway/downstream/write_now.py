@@ -1,4 +1,5 @@
-"""Send bytes to a client's socket at once when nothing is queued before them.
+"""Send bytes to a client's socket at once when nothing is queued before them, or
+what was just queued without waiting for the reactor's next pass.
 
 Twisted's ``transport.write`` only buffers: the bytes leave on the reactor's next
 pass, and each receiver of a broadcast then costs a writer registration in epoll,
@@ -37,3 +38,15 @@ def write_now(transport: Any, data: bytes) -> None:
             sent = 0
     if sent < len(data):
         transport.write(data[sent:] if sent else data)
+
+
+def flush_now(transport: Any) -> None:
+    """Send what ``transport.write`` queued (an HTTP answer written through
+    twisted.web) now, saving the epoll round of a reactor pass. A plain TCP connection
+    that is not closing only: a connection's end stays the reactor's. What does not go
+    out (a full or broken socket) stays queued for the reactor's own write, which
+    then meets the error and closes the connection the usual way."""
+    if (isinstance(transport, tcp.Connection) and not transport.TLS and transport.connected
+            and not transport.disconnecting and not transport._writeDisconnecting
+            and (transport.dataBuffer or transport._tempDataBuffer)):
+        transport.doWrite()

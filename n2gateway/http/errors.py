@@ -37,9 +37,11 @@ ERROR_WORDS = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    426: "upgrade_required",
     500: "internal_error",
     503: "unavailable",
 }

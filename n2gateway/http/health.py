@@ -7,11 +7,9 @@ trusting a flag, so it turns back to ``ok`` as soon as the database is back.
 
 from __future__ import annotations
 
-from typing import Any
-
 from n2gateway import __version__
-from n2gateway.db import DatabaseUnavailable
 from n2gateway.http.routes import JsonRequest, Routes
+from n2gateway.http.operations import Operations
 
 HEALTH_SCHEMA = {
     "type": "object",
@@ -27,27 +25,18 @@ HEALTH_SCHEMA = {
 }
 
 
-def add_health_route(routes: Routes, gateway: Any) -> None:
+def add_health_route(routes: Routes, ops: Operations) -> None:
     async def health(request: JsonRequest) -> tuple[int, dict]:
-        database: dict[str, Any] = {"kind": gateway.settings.database_kind}
-        if gateway.db.configured:
-            try:
-                await gateway.db.ping()
-                gateway.database_state, gateway.database_error = "up", None
-            except DatabaseUnavailable as e:
-                gateway.database_state, gateway.database_error = "down", str(e)
-        database["state"] = gateway.database_state
-        if gateway.database_error:
-            database["error"] = gateway.database_error
+        await ops.database.check()
         # Until start-up is over the hub and the plugins are not running yet.
-        up = gateway.database_state == "up" and gateway.ready
+        up = ops.database.up and ops.ready
         return (200 if up else 503), {
             "status": "ok" if up else "degraded",
-            "ready": gateway.ready,
+            "ready": ops.ready,
             "version": __version__,
-            "database": database,
-            "node": await gateway.node_status() if up else gateway.leadership.status(),
-            "plugins": gateway.plugin_status(),
+            "database": ops.database.as_json(),
+            "node": await ops.node_status() if up else ops.leadership.status(),
+            "plugins": ops.plugin_status(),
         }
 
     routes.add("GET", "/health", health, summary="Liveness and database state",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+
+from twisted.internet import defer
 
 from n2gateway.http.errors import HttpError
 from n2gateway.http.routes import JsonRequest, Routes
-from n2gateway.journal import JournalFull
+from n2gateway.journal import JournalFull, Withdrawn
+from n2gateway.http.operations import Operations
 
 NO_NUL = "^[^\\x00]*$"  # PostgreSQL text cannot hold NUL
 PUBLISH_BODY = {
@@ -45,28 +48,59 @@ HUB_STATUS = {
 }
 
 
-def add_hub_routes(routes: Routes, gateway: Any) -> None:
+#: A publish not durable within this many seconds answers 503 (see ``publish``).
+PUBLISH_DEADLINE = 10.0
+_KEY = re.compile(rb"[\x21-\x7e]{1,200}")
+
+
+def idempotency_key(request: JsonRequest) -> str | None:
+    raw = request.raw.getHeader(b"idempotency-key")
+    if raw is None:
+        return None
+    if not _KEY.fullmatch(raw):
+        raise HttpError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters "
+                        "without spaces")
+    return raw.decode("ascii")
+
+
+def add_hub_routes(routes: Routes, ops: Operations) -> None:
     async def publish(request: JsonRequest) -> dict:
+        """Stored, or a clear 503 within ``PUBLISH_DEADLINE``: an append not yet sent to
+        the database is withdrawn (never stored later); one already sent may still be
+        stored, and a retry with the same Idempotency-Key answers its offset then."""
         body = request.body
+        key = idempotency_key(request)
         try:
-            offset = await gateway.journal.append(body["rooms"], body["event"], body.get("payload"))
+            appended = ops.journal.append(body["rooms"], body["event"],
+                                          body.get("payload"), key=key)
         except ValueError as e:
             raise HttpError(400, str(e)) from None
         except JournalFull as e:
             raise HttpError(503, str(e)) from None
+        appended.addTimeout(PUBLISH_DEADLINE, ops.reactor)
+        try:
+            offset = await appended
+        except ValueError as e:
+            raise HttpError(400, str(e)) from None
+        except Withdrawn:
+            raise HttpError(503, f"not stored within {PUBLISH_DEADLINE:g} s (the database is "
+                            "unavailable); it will not be stored: retry later") from None
+        except defer.TimeoutError:
+            raise HttpError(503, f"not confirmed within {PUBLISH_DEADLINE:g} s (the database "
+                            "is slow or unavailable); it may still be stored: retry with the "
+                            "same Idempotency-Key to store it once") from None
         return {"offset": str(offset)}
 
     async def status(request: JsonRequest) -> dict:
-        settings = gateway.settings
-        return {**gateway.hub.status(),
-                "node": await gateway.node_status(),
+        settings = ops.settings
+        return {**ops.hub.status(),
+                "node": await ops.node_status(),
                 "retention": {"seconds": settings.retention, "rows": settings.retention_rows},
-                "protocols": gateway.connections_by_protocol(),
-                # Clients closed as too slow to follow (4008), by endpoint.
-                "slowClosed": {name: endpoint.slow_closed
-                               for name, endpoint in gateway.endpoints.items()}}
+                "protocols": ops.connections_by_protocol(),
+                "slowClosed": ops.slow_closed()}
 
-    routes.add("POST", "/api/publish", publish, summary="Publish an event to rooms",
+    routes.add("POST", "/api/publish", publish, summary="Publish an event to rooms (an "
+               "Idempotency-Key header makes a retry store it once)",
                body=PUBLISH_BODY, response=PUBLISH_ANSWER, tags=("hub",))
     routes.add("GET", "/api/hub/status", status, summary="Connections, rooms, journal head",
                response=HUB_STATUS, tags=("hub",))

@@ -13,7 +13,7 @@ it with ``authorization: {credentials: ...}`` in the scrape config).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,32 +23,34 @@ from prometheus_client.registry import Collector
 
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.http.routes import JsonRequest, RawAnswer, Routes
+from n2gateway.http.operations import Operations
+from n2gateway.upstream.provider import ProviderStatus
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _labelled(family: Any, label: str, values: dict[str, float]) -> Any:
+def _labelled(family: Any, label: str, values: Mapping[str, float]) -> Any:
     for key, value in sorted(values.items()):
         family.add_metric([key], value)
     return family
 
 
 class GatewayCollector(Collector):
-    def __init__(self, gateway: Any) -> None:
-        self._gateway = gateway
+    def __init__(self, ops: Operations) -> None:
+        self._ops = ops
         #: The shared journal's newest offset, read by ``refresh`` before each scrape.
         self.journal_head: int | None = None
 
     async def refresh(self) -> None:
         try:
-            self.journal_head = await self._gateway.journal.head()
+            self.journal_head = await self._ops.journal.head()
         except DatabaseUnavailable:
             self.journal_head = None
 
     def collect(self) -> Iterator[Metric]:
-        g = self._gateway
+        g = self._ops
         hub = g.hub
         yield _labelled(GaugeMetricFamily(
             "n2gateway_connections", "Downstream connections by protocol", labels=["protocol"]),
@@ -62,12 +64,18 @@ class GatewayCollector(Collector):
         yield _labelled(CounterMetricFamily(
             "n2gateway_events_delivered", "Event deliveries to downstream sessions, by source",
             labels=["source"]), "source", hub.traffic.delivered)
+        refused = CounterMetricFamily(
+            "n2gateway_events_refused", "Events the journal could not store (NUL, NaN, too "
+            "deep, refused by the database...), by source and reason",
+            labels=["source", "reason"])
+        for (source, reason), count in sorted(g.journal.refusals.refused.items()):
+            refused.add_metric([source, reason], count)
+        yield refused
         yield CounterMetricFamily("n2gateway_events_replayed",
                                   "Events replayed to resuming sessions", value=hub.replayed)
         yield _labelled(CounterMetricFamily(
             "n2gateway_slow_consumer_disconnects", "Sessions closed for not keeping up",
-            labels=["protocol"]), "protocol",
-            {name: factory.slow_closed for name, factory in g.endpoints.items()})
+            labels=["protocol"]), "protocol", g.slow_closed())
         yield _gauge("n2gateway_hub_head", "Newest journal offset this node has dispatched",
                      hub.head)
         yield _gauge("n2gateway_journal_pending_appends",
@@ -78,7 +86,7 @@ class GatewayCollector(Collector):
             yield _gauge("n2gateway_hub_lag_events", "Journal events this node has not "
                          "dispatched yet", max(self.journal_head - hub.head, 0))
         yield from self._database(g)
-        yield from self._upstreams(g.plugin_status())
+        yield from self._upstreams(g.plugin_answers())
         requests = CounterMetricFamily("n2gateway_http_requests", "HTTP answers",
                                        labels=["method", "route", "status"])
         site = g.site
@@ -87,9 +95,9 @@ class GatewayCollector(Collector):
         yield requests
 
     @staticmethod
-    def _database(g: Any) -> Iterator[Metric]:
+    def _database(g: Operations) -> Iterator[Metric]:
         yield _gauge("n2gateway_database_up", "1 while the database answers",
-                     1 if g.database_state == "up" else 0)
+                     1 if g.database.up else 0)
         pool = GaugeMetricFamily("n2gateway_database_pool_connections",
                                  "Database pool connections by state", labels=["state"])
         stats = g.db.stats()
@@ -104,26 +112,35 @@ class GatewayCollector(Collector):
                                   value=g.listener.reconnects)
 
     @staticmethod
-    def _upstreams(statuses: dict[str, Any]) -> Iterator[Metric]:
-        # A plugin whose status has the upstream shape (UpstreamStatus.as_dict) is a provider.
-        providers = {name: s for name, s in statuses.items()
-                     if isinstance(s, dict) and isinstance(s.get("connected"), bool)}
+    def _upstreams(answers: Mapping[str, object]) -> Iterator[Metric]:
+        # The plugins that are upstream providers answer with a ProviderStatus.
+        providers = {name: s for name, s in answers.items() if isinstance(s, ProviderStatus)}
         families = (
             (GaugeMetricFamily, "n2gateway_upstream_connected", "1 while the upstream session "
-             "is up", lambda s: 1 if s["connected"] else 0),
+             "is up", lambda s: 1 if s.session.connected else 0),
             (GaugeMetricFamily, "n2gateway_upstream_needs_login", "1 while the provider waits "
-             "for a new token", lambda s: 1 if s.get("needsLogin") else 0),
+             "for a new token", lambda s: 1 if s.session.needs_login else 0),
             (GaugeMetricFamily, "n2gateway_upstream_reconnect_attempts", "Reconnect attempts "
-             "since the last session", lambda s: s.get("reconnectAttempts", 0)),
+             "since the last session", lambda s: s.session.reconnect_attempts),
         )
         for kind, name, doc, read in families:
             yield _labelled(kind(name, doc, labels=["provider"]), "provider",
                             {provider: read(s) for provider, s in providers.items()})
+        yield _labelled(GaugeMetricFamily(
+            "n2gateway_upstream_pages_not_joined", "Pages of the session not joined now "
+            "(refused, or waiting for their retry)", labels=["provider"]), "provider",
+            {provider: s.channels_not_joined for provider, s in providers.items()
+             if s.channels_not_joined is not None})
+        yield _labelled(GaugeMetricFamily(
+            "n2gateway_upstream_token_expiry_timestamp_seconds", "When the provider's token "
+            "expires (Unix time), for the providers whose token says", labels=["provider"]),
+            "provider", {provider: s.expiry.expires_at for provider, s in providers.items()
+                         if s.expiry.expires_at is not None})
 
 
-def add_metrics_route(routes: Routes, gateway: Any) -> GatewayCollector:
+def add_metrics_route(routes: Routes, ops: Operations) -> GatewayCollector:
     registry = CollectorRegistry(auto_describe=False)
-    collector = GatewayCollector(gateway)
+    collector = GatewayCollector(ops)
     registry.register(collector)
     ProcessCollector(registry=registry)
 

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.http.errors import HttpError
 from n2gateway.http.routes import JsonRequest, Routes
+from n2gateway.storable import unstorable_text
 from n2gateway.upstream.provider import Provider
 
 START_ANSWER = {
@@ -28,7 +29,7 @@ STOP_ANSWER = {
     "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}},
 }
 _NULLABLE_STRING = {"type": ["string", "null"]}
-# What every provider's status has (UpstreamStatus.as_dict() and hasToken).
+# What every provider's status has (ProviderStatus.as_json, and owner).
 STATUS_PROPERTIES = {
     "connected": {"type": "boolean"},
     "held": {"type": "boolean"},
@@ -38,6 +39,10 @@ STATUS_PROPERTIES = {
     "since": {"type": "string", "format": "date-time"},
     "lastError": _NULLABLE_STRING,
     "owner": _NULLABLE_STRING,
+    # The token's expiry (a JWT's exp, or what the token endpoint said), if known.
+    "tokenExpiresAt": {"type": ["string", "null"], "format": "date-time"},
+    "tokenExpired": {"type": "boolean"},
+    "tokenExpiresSoon": {"type": "boolean"},
 }
 
 
@@ -61,6 +66,13 @@ def add_provider_routes(
     tags = (name,)
 
     async def start(request: JsonRequest) -> dict[str, Any]:
+        # What the schema let through but a text column refuses (a third party's
+        # schema may have no patterns at all): the field is named, its value never.
+        problem = unstorable_text(request.body)
+        if problem is not None:
+            field, what = problem
+            raise HttpError(400, f"{f'field {field!r}' if field else 'the body'} {what}",
+                            field=field or None)
         credentials = credentials_from_body(request.body)
         try:
             here = await provider.start(credentials)
@@ -78,7 +90,7 @@ def add_provider_routes(
         return {"success": True, "message": f"{name} stopped; it will not reconnect at start-up"}
 
     async def status(request: JsonRequest) -> dict[str, Any]:
-        return {**provider.status(), "owner": await owner()}
+        return {**provider.status().as_json(), "owner": await owner()}
 
     routes.add("POST", f"{prefix}/start", start, body=start_body, response=START_ANSWER,
                summary=f"Save {name} credentials and (re)connect at once", tags=tags)

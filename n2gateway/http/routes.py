@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -18,12 +19,17 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.http.errors import HttpError
 from n2gateway.http.validation import validate
+from n2gateway.storable import MAX_DEPTH, TooDeep, nodes
 
 log = Logger()
+
+#: A body may wrap a payload of the journal's full depth (``MAX_DEPTH``) a few times.
+MAX_BODY_DEPTH = MAX_DEPTH + 8
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class Routes:
     def __post_init__(self) -> None:
         self.app.handle_errors(NotFound)(self._not_found)
         self.app.handle_errors(MethodNotAllowed)(self._not_allowed)
+        self.app.handle_errors(RequestRedirect)(self._redirect)
 
     def add(self, method: str, path: str, handler: Handler, *, summary: str = "",
             body: dict | None = None, response: dict | None = None,
@@ -126,10 +133,11 @@ class Routes:
     def _authorize(self, request: IRequest) -> None:
         if self.admin_token is None:
             return
-        header = request.getHeader("authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), self.admin_token.encode()):
+        # As bytes: a header that is not UTF-8 is a wrong token, not a crash.
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(
+                token.strip(), self.admin_token.encode()):
             raise HttpError(401, "this route needs 'Authorization: Bearer <admin token>'")
 
     @staticmethod
@@ -143,6 +151,11 @@ class Routes:
             raise HttpError(400, "a JSON body is required")
         try:
             data = json.loads(raw)
+            # Bounded before anything walks the body recursively (validation, encoding).
+            for _ in nodes(data, MAX_BODY_DEPTH):
+                pass
+        except (TooDeep, RecursionError):
+            raise HttpError(400, f"JSON nested deeper than {MAX_BODY_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as e:
             raise HttpError(400, f"malformed JSON: {str(e)[:120]}") from None
         validate(route.body, data)
@@ -151,6 +164,16 @@ class Routes:
     @staticmethod
     def _not_found(request: IRequest, failure: Any) -> bytes:
         return write_json(request, 404, HttpError(404, "no such route").body())
+
+    @staticmethod
+    def _redirect(request: IRequest, failure: Any) -> bytes:
+        # Werkzeug's answer to a path with doubled or missing slashes: an HTML page.
+        target = urlsplit(failure.value.new_url)
+        query = request.uri.partition(b"?")[2].decode("ascii", "replace")
+        location = target.path + (f"?{query}" if query else "")
+        request.setHeader("location", location)
+        return write_json(request, 308, {"error": "redirect", "message": f"use {target.path}",
+                                         "location": location})
 
     @staticmethod
     def _not_allowed(request: IRequest, failure: Any) -> bytes:
@@ -165,8 +188,19 @@ def write_json(request: IRequest, status: int, payload: Any) -> bytes:
                         json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
 
 
+#: The status page asks for the admin token: no framing (clickjacking), no script,
+#: style or connection but its own (a WebSocket to this host is "self" too).
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data:; connect-src 'self'; "
+               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
 def write_answer(request: IRequest, status: int, content_type: str, body: bytes) -> bytes:
     request.setResponseCode(status)
     request.setHeader("content-type", content_type)
     request.setHeader("cache-control", "no-store")
+    request.setHeader("x-content-type-options", "nosniff")
+    request.setHeader("x-frame-options", "DENY")
+    request.setHeader("referrer-policy", "no-referrer")
+    if content_type.startswith("text/html"):
+        request.setHeader("content-security-policy", PAGE_POLICY)
     return body

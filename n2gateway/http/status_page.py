@@ -13,8 +13,9 @@ from typing import Any
 
 from n2gateway.http.errors import HttpError
 from n2gateway.http.routes import JsonRequest, RawAnswer, Routes
-from n2gateway.journal import Event
+from n2gateway.journal import Event, Journal
 from n2gateway.redact import redact
+from n2gateway.storable import MAX_DEPTH, TooDeep, nodes
 
 STATIC = resources.files("n2gateway.http") / "static"
 ASSET_TYPES = {"status.js": "text/javascript; charset=utf-8",
@@ -36,15 +37,23 @@ RECENT_ANSWER = {
 
 
 def preview(event: Event) -> dict[str, Any]:
-    """One event for the page: secret-named fields replaced, payload cut short."""
-    text = json.dumps(redact(event.payload), ensure_ascii=False, separators=(",", ":"))
+    """One event for the page: secret-named fields replaced, payload cut short. A
+    payload nested past the journal's bound (stored before there was one) is not
+    walked: it would raise RecursionError on every poll of the page."""
+    try:
+        payload = event.payload
+        for _ in nodes(payload):
+            pass
+        text = json.dumps(redact(payload), ensure_ascii=False, separators=(",", ":"))
+    except (TooDeep, RecursionError):
+        text = f"[nested deeper than {MAX_DEPTH} levels: not shown]"
     if len(text) > PAYLOAD_PREVIEW:
         text = text[:PAYLOAD_PREVIEW] + "…"
     return {"offset": str(event.offset), "rooms": list(event.rooms), "event": event.name,
             "payload": text}
 
 
-def add_status_page_routes(routes: Routes, gateway: Any) -> None:
+def add_status_page_routes(routes: Routes, journal: Journal) -> None:
     page = (STATIC / "index.html").read_bytes()
 
     async def index(request: JsonRequest) -> RawAnswer:
@@ -54,7 +63,7 @@ def add_status_page_routes(routes: Routes, gateway: Any) -> None:
         limit = request.query("limit") or "20"
         if not (limit.isascii() and limit.isdigit() and 0 < int(limit) <= RECENT_MAX):
             raise HttpError(400, f"limit must be a whole number from 1 to {RECENT_MAX}")
-        return {"events": [preview(e) for e in await gateway.journal.tail(int(limit))]}
+        return {"events": [preview(e) for e in await journal.tail(int(limit))]}
 
     routes.add("GET", "/", index, summary="Status page", response={"type": "string"},
                tags=("operations",), content_type="text/html")

@@ -22,25 +22,50 @@ _TYPE_WORDS = {
 def validate(schema: dict, data: Any) -> None:
     error = best_match(Draft202012Validator(schema).iter_errors(data))
     if error is not None:
-        raise HttpError(400, describe(error), field=_field(error) or None)
+        raise HttpError(400, describe(error), field=field_of(error) or None)
 
 
-def _field(error: ValidationError) -> str:
+def _path(error: ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path)
 
 
+def _named_key(error: ValidationError) -> str | None:
+    """The key a missing-field or unknown-field error is about (unknown keys cut to 64
+    characters: a client's key is not ours to echo at any length)."""
+    if error.validator == "required":
+        return next(name for name in error.validator_value if name not in (error.instance or {}))
+    if error.validator == "dependentRequired":
+        return next(n for k, needed in error.validator_value.items() if k in error.instance
+                    for n in needed if n not in error.instance)
+    if error.validator == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        return unknown[0][:64] if unknown else None
+    return None
+
+
+def field_of(error: ValidationError) -> str:
+    """The field an error is about: its path, and for a missing or unknown field that
+    field's own name ("pageIds.1", "token", "extra"); "" for the body as a whole."""
+    key = _named_key(error)
+    return ".".join(part for part in (_path(error), key) if part)
+
+
 def describe(error: ValidationError) -> str:
-    where = _field(error)
+    where = _path(error)
     subject = f"field '{where}'" if where else "the body"
     rule, expected = error.validator, error.validator_value
     if rule == "required":
-        missing = [name for name in expected if name not in (error.instance or {})]
-        name = f"{where}.{missing[0]}" if where else missing[0]
-        return f"missing field '{name}'"
+        return f"missing field '{field_of(error)}'"
+    if rule == "dependentRequired":  # {"username": ["password"]}: named together
+        given = next(k for k, needed in expected.items() if k in error.instance
+                     and _named_key(error) in needed)
+        return f"missing field '{field_of(error)}' (given with '{given}')"
+    if rule == "anyOf" and all(set(branch) == {"required"} for branch in expected):
+        first, *others = (" and ".join(f"'{n}'" for n in b["required"]) for b in expected)
+        return f"missing field {first} (or {', or '.join(others)})"
     if rule == "additionalProperties":
-        allowed = set(error.schema.get("properties", {}))
-        unknown = sorted(k for k in error.instance if k not in allowed)
-        return f"unknown field '{unknown[0][:64]}'" if unknown else f"{subject} has unknown fields"
+        return f"unknown field '{field_of(error)}'" if _named_key(error) else f"{subject} has unknown fields"
     if rule == "type":
         types = [expected] if isinstance(expected, str) else expected
         return f"{subject} must be {' or '.join(_TYPE_WORDS.get(t, t) for t in types)}"

@@ -16,8 +16,8 @@ BackoffPolicy = Callable[[int], float]
 
 def upstream_backoff(jitter: Callable[[], float] = random.random) -> BackoffPolicy:
     """
-    Delay in seconds before retry C{n} (0 for the first retry):
-    C{min(2 s * 2**n, 60 s)} plus C{jitter()}, so that many gateways cut off
+    Delay in seconds before retry ``n`` (0 for the first retry):
+    ``min(2 s * 2**n, 60 s)`` plus ``jitter()``, so that many gateways cut off
     together do not come back in lockstep.
     """
     return backoffPolicy(

@@ -2,6 +2,11 @@
 Phoenix Channels v2 client on Autobahn: joins channels, keeps the socket
 alive with heartbeats, rejoins failed channels and hands every application
 event to a callback.
+
+A channel is required (its refusal means the credentials are no good) or
+optional (a refusal fails that channel alone: it is retried on a slow backoff
+while the others relay, unless every optional channel was refused for the
+credentials).
 """
 
 from __future__ import annotations
@@ -14,8 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from .backoff import BackoffPolicy
-from .phoenix_frame import (
+from n2gateway.codecs.phoenix import (
     CLOSE,
     CONTROL_PREFIX,
     ERROR,
@@ -29,7 +33,8 @@ from .phoenix_frame import (
     encode_frame,
     reply_status,
 )
-from .status import safe_reason
+
+from .backoff import BackoffPolicy
 from .websocket import UpstreamClientFactory, UpstreamProtocol, with_query
 
 PROTOCOL_VERSION = "2.0.0"
@@ -38,17 +43,31 @@ EventCallback = Callable[[str, str, Any], None]
 
 
 def with_vsn(url: str) -> str:
-    """C{url} with C{vsn=2.0.0} in its query, whatever vsn it had before."""
+    """``url`` with ``vsn=2.0.0`` in its query, whatever vsn it had before."""
     return with_query(url, {"vsn": PROTOCOL_VERSION})
 
 
 @dataclass(frozen=True)
 class ChannelSpec:
-    """A topic to join, its join parameters and the pushes to send once joined."""
+    """A topic to join, its join parameters, and whether it may fail alone."""
 
     topic: str
     params: dict[str, Any] = field(repr=False)  # holds the access token
-    after_join: tuple[tuple[str, dict[str, Any]], ...] = ()
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class JoinRefusal:
+    """An error reply to a join, as the upstream's own reader understood it."""
+
+    reason: str  # short, shown in the status: no upstream text that could hold a secret
+    about_credentials: bool
+
+
+#: Reads the ``response`` of an error reply to a join; None for a shape it does not know.
+RefusalReader = Callable[[Any], "JoinRefusal | None"]
+
+JOINING, JOINED, FAILED = "joining", "joined", "failed"
 
 
 class _Channel:
@@ -57,8 +76,10 @@ class _Channel:
     def __init__(self, spec: ChannelSpec) -> None:
         self.spec = spec
         self.join_ref: str | None = None
-        self.joined = False
+        self.state = JOINING
         self.rejoins = 0
+        self.slow_rejoins = 0
+        self.refused_credentials = False
         self.timer: IDelayedCall | None = None
 
     def cancel_timer(self) -> None:
@@ -109,6 +130,7 @@ class PhoenixProtocol(UpstreamProtocol):
 
     def _join(self, channel: _Channel) -> None:
         channel.cancel_timer()
+        channel.state = JOINING
         channel.join_ref = self._next_ref()
         spec = channel.spec
         self._send_message(
@@ -119,11 +141,21 @@ class PhoenixProtocol(UpstreamProtocol):
         )
 
     def _rejoin_later(self, channel: _Channel, why: str) -> None:
-        channel.cancel_timer()
-        channel.joined = False
-        channel.join_ref = None
         delay = self.factory.rejoin_backoff(channel.rejoins)
         channel.rejoins += 1
+        self._failed(channel, why, delay)
+
+    def _rejoin_slowly(self, channel: _Channel, why: str) -> None:
+        delay = self.factory.refused_rejoin_backoff(channel.slow_rejoins)
+        channel.slow_rejoins += 1
+        self._failed(channel, why, delay)
+
+    def _failed(self, channel: _Channel, why: str, delay: float) -> None:
+        channel.cancel_timer()
+        channel.state = FAILED
+        channel.join_ref = None
+        status = self.session.status
+        why = status.shown(why)
         self.log.warn(
             "{provider}: {topic}: {why}; rejoining in {delay:.1f} s",
             provider=self.session.provider,
@@ -131,8 +163,11 @@ class PhoenixProtocol(UpstreamProtocol):
             why=why,
             delay=delay,
         )
-        self.session.status.error(why)
+        status.channel(channel.spec.topic, False, why)
+        if not channel.spec.optional:
+            status.error(why)
         channel.timer = self.clock.callLater(delay, self._join, channel)
+        self._check_established()
 
     # Receiving.
 
@@ -192,20 +227,46 @@ class PhoenixProtocol(UpstreamProtocol):
             self._deliver(message)
 
     def _join_replied(self, channel: _Channel, payload: Any) -> None:
-        status, response = reply_status(payload)
-        if status != "ok":
-            reason = response.get("reason") if isinstance(response, dict) else None
-            self.session.login_needed(f"join refused: {safe_reason(reason, status)}")
+        if channel.state == JOINED:
+            raise InvalidFrame("a second reply to one join")
+        try:
+            status, response = reply_status(payload)
+        except InvalidFrame:
+            status, response = None, None
+        if status == "ok":
+            self._joined(channel)
             return
+        refusal = self.factory.read_refusal(response) if status == "error" else None
+        if not channel.spec.optional:
+            if refusal is None:
+                self._rejoin_later(channel, "unrecognised join reply")
+            else:
+                self.session.login_needed(f"join refused: {refusal.reason}")
+            return
+        channel.refused_credentials = refusal is not None and refusal.about_credentials
+        why = f"join refused: {refusal.reason}" if refusal else "unrecognised join reply"
+        if all(c.refused_credentials for c in self._channels.values() if c.spec.optional):
+            self.session.login_needed(why)
+        else:
+            self._rejoin_slowly(channel, why)
+
+    def _joined(self, channel: _Channel) -> None:
         channel.cancel_timer()
-        channel.joined = True
-        channel.rejoins = 0
-        topic = channel.spec.topic
-        for event, push_payload in channel.spec.after_join:
-            self._send_message(
-                PhoenixMessage(channel.join_ref, self._next_ref(), topic, event, push_payload)
-            )
-        if not self._established and all(c.joined for c in self._channels.values()):
+        channel.state = JOINED
+        channel.rejoins = channel.slow_rejoins = 0
+        channel.refused_credentials = False
+        self.session.status.channel(channel.spec.topic, True, None)
+        self._check_established()
+
+    def _check_established(self) -> None:
+        """The session is up once every required channel is joined and every
+        optional one has been answered."""
+        if self._established:
+            return
+        channels = self._channels.values()
+        if all(c.state == JOINED for c in channels if not c.spec.optional) and all(
+            c.state != JOINING for c in channels if c.spec.optional
+        ):
             self._established = True
             self.session.session_established()
 
@@ -232,8 +293,11 @@ class PhoenixProtocol(UpstreamProtocol):
 
 class PhoenixClientFactory(UpstreamClientFactory):
     """
-    C{channels} is called once per connection, so per-connection values (a
-    client session id) are fresh each time.
+    ``channels`` is called once per connection, so each connection starts
+    from fresh channel states. ``read_refusal`` understands the
+    upstream's join errors; ``rejoin_backoff`` paces rejoins after a channel
+    error or timeout, ``refused_rejoin_backoff`` (slower) those of an optional
+    channel whose join was refused.
     """
 
     protocol = PhoenixProtocol
@@ -247,9 +311,13 @@ class PhoenixClientFactory(UpstreamClientFactory):
         on_event: EventCallback,
         origin: str,
         headers: dict[str, str] | None = None,
+        read_refusal: RefusalReader,
         rejoin_backoff: BackoffPolicy,
+        refused_rejoin_backoff: BackoffPolicy,
     ) -> None:
         super().__init__(with_vsn(url), reactor=reactor, origin=origin, headers=headers)
         self.channels = channels
         self.on_event = on_event
+        self.read_refusal = read_refusal
         self.rejoin_backoff = rejoin_backoff
+        self.refused_rejoin_backoff = refused_rejoin_backoff

@@ -26,5 +26,11 @@ class EventRelay:
         d.addErrback(self._failed, event)
 
     def _failed(self, failure: Failure, event: str) -> None:
+        if failure.check(ValueError):
+            # An event the journal cannot store (counted in n2gateway_events_refused):
+            # the reason names the problem, never the payload.
+            self.log.warn("{provider}: {event} not published: {reason}",
+                          provider=self._provider, event=event, reason=str(failure.value))
+            return
         self.log.failure("{provider}: {event} not published", failure,
                          provider=self._provider, event=event)

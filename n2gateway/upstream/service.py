@@ -12,7 +12,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, LogEvent, LogLevel, Logger, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -22,7 +22,7 @@ from .websocket import UpstreamClientFactory, UpstreamProtocol
 
 
 def endpoint_for_url(reactor: Any, url: str) -> IStreamClientEndpoint:
-    """A TCP endpoint for a C{ws://} URL, wrapped in TLS for C{wss://}."""
+    """A TCP endpoint for a ``ws://`` URL, wrapped in TLS for ``wss://``."""
     is_secure, host, port, _, _, _ = parse_url(url)
     endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port)
     if is_secure:
@@ -30,6 +30,22 @@ def endpoint_for_url(reactor: Any, url: str) -> IStreamClientEndpoint:
 
         endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
     return endpoint
+
+
+@implementer(ILogObserver)
+def _warnings_only(event: LogEvent) -> None:
+    if event.get("log_level", LogLevel.info) >= LogLevel.warn:
+        globalLogPublisher(event)
+
+
+class _QuietClientService(ClientService):
+    """
+    ClientService without its info line per retry ("Scheduling retry ... to
+    connect <HostnameEndpoint ...>"): the session logs one line of its own,
+    with the provider and the reason.
+    """
+
+    _log = Logger(observer=_warnings_only)
 
 
 @implementer(IStreamClientEndpoint)
@@ -54,17 +70,17 @@ class _ReportingEndpoint:
 
 class UpstreamService(Service):
     """
-    Holds one upstream session open through C{ClientService}, reconnecting
-    forever with L{upstream_backoff} until stopped or until the protocol says
+    Holds one upstream session open through ``ClientService``, reconnecting
+    forever with :func:`upstream_backoff` until stopped or until the protocol says
     the credentials need a new login.
 
-    C{ClientService} counts failures since the last TCP connection; the
+    ``ClientService`` counts failures since the last TCP connection; the
     retry delay here counts since the last *session* (a join, a namespace
-    connect: the protocol calls L{session_established}), so an upstream that
+    connect: the protocol calls :meth:`session_established`), so an upstream that
     accepts sockets and then drops them still backs off. For the same reason
-    no C{prepareConnection} gate is used: in the installed Twisted a
+    no ``prepareConnection`` gate is used: in the installed Twisted a
     connection lost while one is pending hits a missing transition
-    (C{NoTransition} on C{_clientDisconnected}); the handshake is instead
+    (``NoTransition`` on ``_clientDisconnected``); the handshake is instead
     bounded by the protocol's inactivity watchdog, which starts with the TCP
     connection.
 
@@ -87,8 +103,8 @@ class UpstreamService(Service):
         self.status = status
         self._backoff = backoff or upstream_backoff()
         self._protocol: UpstreamProtocol | None = None
-        factory.session = self
-        self._client = ClientService(
+        factory.observer = self
+        self._client = _QuietClientService(
             _ReportingEndpoint(endpoint or endpoint_for_url(reactor, factory.url), status),
             factory,
             retryPolicy=self._next_delay,
@@ -103,6 +119,10 @@ class UpstreamService(Service):
         super().stopService()
         return Deferred.fromCoroutine(self._close())
 
+    def start(self) -> None:
+        """Connect, and reconnect with backoff until stopped (:meth:`Source.start`)."""
+        self.startService()
+
     async def stop(self) -> None:
         """Close the session cleanly and cancel any pending reconnect."""
         await self.stopService()
@@ -114,9 +134,17 @@ class UpstreamService(Service):
 
     def _next_delay(self, failures_since_connect: int) -> float:
         attempt = self.status.count_attempt()
-        return self._backoff(attempt - 1)
+        delay = self._backoff(attempt - 1)
+        self.log.warn(
+            "{provider}: upstream down ({why}); reconnecting in {delay:.1f} s, attempt {attempt}",
+            provider=self.provider,
+            why=self.status.last_error,
+            delay=delay,
+            attempt=attempt,
+        )
+        return delay
 
-    # Called by the protocol.
+    # SessionObserver: called by the protocol.
 
     def attach(self, protocol: UpstreamProtocol) -> None:
         self._protocol = protocol
@@ -135,11 +163,11 @@ class UpstreamService(Service):
 
     def login_needed(self, reason: str) -> None:
         """The upstream refused the credentials: stop using them."""
+        self.status.login_needed(reason)
         self.log.warn(
             "{provider}: credentials refused ({reason}); not reconnecting until "
             "started with new ones",
             provider=self.provider,
-            reason=reason,
+            reason=self.status.last_error,
         )
-        self.status.login_needed(reason)
         Deferred.fromCoroutine(self._close())

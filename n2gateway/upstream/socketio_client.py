@@ -11,16 +11,18 @@ from typing import Any, Callable
 
 from twisted.internet.interfaces import IReactorTime
 
-from n2gateway.socketio_packets import (
+from n2gateway.codecs.engineio import (
     EnginePacket,
     EngineType,
     PacketError,
-    SocketPacket,
-    SocketType,
     decode_engine,
     decode_open,
-    decode_socket,
     encode_engine,
+)
+from n2gateway.codecs.socketio import (
+    SocketPacket,
+    SocketType,
+    decode_socket,
     encode_event_frame,
     encode_message,
 )
@@ -35,7 +37,7 @@ EventCallback = Callable[[str, Any], None]
 
 
 def socketio_url(url: str, query: dict[str, str]) -> str:
-    """C{url} with C{query} and the Engine.IO version and transport."""
+    """``url`` with ``query`` and the Engine.IO version and transport."""
     return with_query(url, {**query, "EIO": ENGINE_IO_VERSION, "transport": "websocket"})
 
 
@@ -65,6 +67,9 @@ class SocketIOClientProtocol(UpstreamProtocol):
         self._liveness: float | None = None  # pingInterval + pingTimeout, once open
         self._established = False
         self._binary_warned = False
+        # What this connection authenticates with (the headers go out now, the
+        # namespace CONNECT once open), even if a renewal replaces them meanwhile.
+        self._namespace = self.factory.namespace
         super().connectionMade()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -90,7 +95,9 @@ class SocketIOClientProtocol(UpstreamProtocol):
             self.drop("closed by server")
 
     def _send(self, frame: str) -> None:
-        self.sendMessage(frame.encode("utf-8"), isBinary=False)
+        # A ping may still arrive while our close is under way: nothing to answer then.
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(frame.encode("utf-8"), isBinary=False)
 
     def _skip_invalid(self, size: int, error: PacketError) -> None:
         # The reason only: a quoted frame could carry our token back.
@@ -122,7 +129,7 @@ class SocketIOClientProtocol(UpstreamProtocol):
             self._skip_invalid(size, e)
             return
         self._liveness = info.ping_interval + info.ping_timeout
-        namespace = self.factory.namespace
+        namespace = self._namespace
         self._send(encode_message(SocketPacket(SocketType.CONNECT, namespace.name, namespace.auth)))
 
     def _socket_packet(self, data: str, size: int) -> None:
@@ -148,16 +155,26 @@ class SocketIOClientProtocol(UpstreamProtocol):
             self._connected()
         elif packet.type == SocketType.CONNECT_ERROR:
             message = packet.data.get("message") if isinstance(packet.data, dict) else packet.data
-            self.session.login_needed(f"connect refused: {safe_reason(message, 'refused')}")
+            self._refused(f"connect refused: {safe_reason(message, 'refused')}")
         elif packet.type == SocketType.DISCONNECT:
             self.drop("disconnected by server")
+
+    def _refused(self, reason: str) -> None:
+        # Credentials renewed since this connection began, or about to be:
+        # reconnect (with them) rather than give up.
+        if self._namespace is not self.factory.namespace or self.factory.token_refused():
+            self.log.info("{provider}: {reason}; reconnecting with a renewed token",
+                          provider=self.session.provider, reason=self.session.status.shown(reason))
+            self.drop(reason)
+        else:
+            self.session.login_needed(reason)
 
     def _connected(self) -> None:
         if self._established or self._liveness is None:
             return
         self._established = True
         self.watchdog.retime(self._liveness)
-        namespace = self.factory.namespace
+        namespace = self._namespace
         for event, payload in namespace.after_connect:
             self._send(encode_event_frame(event, payload, namespace=namespace.name))
         self.session.session_established()
@@ -194,7 +211,7 @@ class SocketIOClientProtocol(UpstreamProtocol):
     def close(self) -> None:
         """Leave the namespace and the Engine.IO session, then close the WebSocket."""
         if self.state == self.STATE_OPEN and self._liveness is not None:
-            self._send(encode_message(SocketPacket(SocketType.DISCONNECT, self.factory.namespace.name)))
+            self._send(encode_message(SocketPacket(SocketType.DISCONNECT, self._namespace.name)))
             self._send(encode_engine(EnginePacket(EngineType.CLOSE)))
         super().close()
 
@@ -212,7 +229,15 @@ class SocketIOClientFactory(UpstreamClientFactory):
         on_event: EventCallback,
         origin: str,
         headers: dict[str, str] | None = None,
+        token_refused: Callable[[], bool] = lambda: False,
     ) -> None:
+        """
+        ``token_refused()`` is asked when the server refuses the namespace
+        CONNECT: True if a renewed token is on its way (the connection is
+        dropped and retried), False if the credentials need a new login.
+        ``namespace`` and ``headers`` may be replaced for the next connection.
+        """
         super().__init__(url, reactor=reactor, origin=origin, headers=headers)
         self.namespace = namespace
         self.on_event = on_event
+        self.token_refused = token_refused

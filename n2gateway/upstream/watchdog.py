@@ -9,8 +9,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 class InactivityWatchdog:
     """
-    Calls C{on_silence} once when C{touch} has not been called for
-    C{timeout} seconds. Reset by every C{touch}; C{stop} cancels it for good.
+    Calls ``on_silence`` once when ``touch`` has not been called for
+    ``timeout`` seconds. Reset by every ``touch``; ``stop`` cancels it for good.
     """
 
     def __init__(
@@ -28,7 +28,7 @@ class InactivityWatchdog:
             self._call = self._clock.callLater(self._timeout, self._fire)
 
     def retime(self, timeout: float) -> None:
-        """Expect a C{touch} every C{timeout} seconds from now on, counting from now."""
+        """Expect a ``touch`` every ``timeout`` seconds from now on, counting from now."""
         self._timeout = timeout
         self.touch()
 

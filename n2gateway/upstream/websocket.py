@@ -4,7 +4,7 @@ The Autobahn client base that every upstream protocol builds on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import txaio
@@ -12,10 +12,8 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from .status import UpstreamStatus
 from .watchdog import InactivityWatchdog
-
-if TYPE_CHECKING:
-    from .service import UpstreamService
 
 # Upstream payloads are chat messages and order records; anything near this
 # size is abuse, and Autobahn would otherwise buffer it without limit.
@@ -28,20 +26,44 @@ BROWSER_USER_AGENT = (
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:
-    """C{url} with C{params} in its query, replacing any earlier values of theirs."""
+    """``url`` with ``params`` in its query, replacing any earlier values of theirs."""
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k not in params]
     query.extend(params.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+class SessionObserver(Protocol):
+    """What an upstream connection reports to the session it belongs to (the
+    :class:`~n2gateway.upstream.service.UpstreamService` that holds it open), and reads of it."""
+
+    #: The provider's name, for log lines.
+    provider: str
+    status: UpstreamStatus
+
+    def attach(self, protocol: UpstreamProtocol) -> None:
+        """A connection was made."""
+
+    def detach(self, protocol: UpstreamProtocol, reason: Failure) -> None:
+        """That connection ended."""
+
+    def session_established(self) -> None:
+        """The upstream accepted the session (a join, a namespace connect)."""
+
+    def login_needed(self, reason: str) -> None:
+        """The upstream refused the credentials."""
+
+
 class UpstreamClientFactory(WebSocketClientFactory):
     """
-    Builds the protocols of one upstream session. C{session} is the
-    L{UpstreamService} they report to; it sets itself there.
+    Builds the protocols of one upstream session. ``observer`` is told what
+    they do; the session that uses this factory registers itself there.
     """
 
-    session: UpstreamService
+    observer: SessionObserver
+    # No "Starting/Stopping factory <... at 0x...>" per connection: the session
+    # logs what an operator needs (see UpstreamService).
+    noisy = False
 
     def __init__(
         self,
@@ -77,10 +99,10 @@ class UpstreamProtocol(WebSocketClientProtocol):
     One upstream connection: feeds an inactivity watchdog with every byte
     received and tells the session when the connection ends.
 
-    Subclasses set C{silence_timeout}, the seconds their upstream may stay
+    Subclasses set ``silence_timeout``, the seconds their upstream may stay
     completely quiet before the connection counts as dead. A protocol whose
     peer proves itself alive with one packet in particular (an Engine.IO
-    ping) sets C{any_data_keeps_alive} to False and feeds C{watchdog} itself.
+    ping) sets ``any_data_keeps_alive`` to False and feeds ``watchdog`` itself.
     """
 
     # Autobahn logs the whole opening request, Cookie header included, at
@@ -95,8 +117,8 @@ class UpstreamProtocol(WebSocketClientProtocol):
     close_reason: str | None = None
 
     @property
-    def session(self) -> UpstreamService:
-        return self.factory.session
+    def session(self) -> SessionObserver:
+        return self.factory.observer
 
     @property
     def clock(self) -> IReactorTime:
@@ -121,11 +143,7 @@ class UpstreamProtocol(WebSocketClientProtocol):
         self.session.detach(self, reason)
 
     def _silence_detected(self) -> None:
-        self.log.warn(
-            "{provider}: nothing received for {seconds} s, dropping the connection",
-            provider=self.session.provider,
-            seconds=self.silence_timeout,
-        )
+        # The session's retry line says "silence timeout": one line per drop.
         self.drop("silence timeout")
 
     def drop(self, reason: str) -> None:

@@ -4,9 +4,8 @@
 Of the gateways sharing the database one runs the sync (the leadership source
 ``chat``); the cursor lives in the database, so the next owner goes on from it.
 
-Settings (environment): ``N2GATEWAY_CHAT_USERS_TABLE`` (``users``),
-``N2GATEWAY_CHAT_MESSAGES_TABLE`` (``chats``), ``N2GATEWAY_CHAT_GAP_GRACE`` (seconds a
-missing id may still be drawn but not yet inserted; 10).
+Options (``n2gateway_options``): ``--chat-users-table``, ``--chat-messages-table``,
+``--chat-gap-grace`` (``N2GATEWAY_CHAT_USERS_TABLE``, ...).
 """
 
 from __future__ import annotations
@@ -17,10 +16,11 @@ from typing import Any, Callable
 from twisted.application.service import IService
 
 from n2gateway.hookspecs import hookimpl
+from n2gateway.plugin_options import PluginOption, duration
 
-from plugins.chat.schema import Tables, quote_table
-from plugins.chat.store import GRACE, ChatStore
-from plugins.chat.sync import ChatSync
+from n2gateway_plugins.chat.schema import Tables, quote_table
+from n2gateway_plugins.chat.store import GRACE, ChatStore
+from n2gateway_plugins.chat.sync import ChatSync
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SOURCE = "chat"
@@ -29,21 +29,35 @@ SOURCE = "chat"
 _syncs: dict[int, ChatSync] = {}
 
 
+def _table_name(text: str) -> str:
+    quote_table(text)  # ValueError for anything but [schema.]table
+    return text
+
+
+@hookimpl
+def n2gateway_options(register: Callable[[PluginOption], None]) -> None:
+    register(PluginOption("users-table", "The users table (may be schema.table).", "users",
+                          _table_name))
+    register(PluginOption("messages-table", "The chat messages table (may be schema.table).",
+                          "chats", _table_name))
+    register(PluginOption("gap-grace", "Seconds a missing message id is waited for before it "
+                          "is taken as rolled back.", f"{GRACE:g}", duration))
+
+
 @hookimpl
 def n2gateway_migrations(register: Callable[[Path], None]) -> None:
     register(MIGRATIONS)
 
 
 @hookimpl
-def n2gateway_services(context: Any, register: Callable[[IService], None]) -> None:
-    settings = context.settings
-    tables = Tables(users=settings.plugin_setting("chat_users_table", "users"),
-                    messages=settings.plugin_setting("chat_messages_table", "chats"))
-    quote_table(tables.users), quote_table(tables.messages)  # fail early on a bad name
-    grace = float(settings.plugin_setting("chat_gap_grace", str(GRACE)))
+def n2gateway_sources(context: Any,
+                      register: Callable[[str, Callable[[], IService]], None]) -> None:
+    options = context.settings.plugin_options
+    tables = Tables(users=options["chat-users-table"], messages=options["chat-messages-table"])
+    grace = options["chat-gap-grace"]
     sync = _syncs[id(context)] = ChatSync(context.reactor, context.listener,
                                           ChatStore(context.db, context.journal, tables, grace=grace))
-    context.leadership.claim(SOURCE, lambda: sync)
+    register(SOURCE, lambda: sync)
 
 
 @hookimpl

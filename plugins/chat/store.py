@@ -45,12 +45,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg2.errors
+from n2gateway.db import Database, SerializationConflict, Transaction
+from n2gateway.journal import Journal, JsonText, encode_append
 
-from n2gateway.db import Database, Transaction
-from n2gateway.journal import APPEND, Journal, JsonText, encode_append, encode_batch
-
-from plugins.chat.schema import Tables, ensure_schema
+from n2gateway_plugins.chat.schema import Tables, ensure_schema
 
 BATCH = 1000
 GRACE = 10.0
@@ -175,7 +173,7 @@ class ChatStore:
             try:
                 result = await self._db.transaction(
                     lambda tx: self._sync(tx, reads, hinted, announce))
-            except psycopg2.errors.SerializationFailure:
+            except SerializationConflict:
                 if attempt == SERIALIZATION_RETRIES - 1:
                     raise
                 continue
@@ -247,11 +245,9 @@ class ChatStore:
             sql, params["last"] = ADVANCE, low + len(fetched)
         else:
             sql = RECORD
-        if events:
-            sql = f"{APPEND};\n{sql}"
-            params["batch"] = encode_batch(events)
         if usual:  # nothing waits, and the cursor row is locked until COMMIT: no need to look
-            await tx.commit(sql, params)
+            await self._journal.commit_with(tx, events, sql, params)
             return low + len(fetched), 0
-        (new_low, waiting), = await tx.commit(sql, params, then=PROGRESS)
+        (new_low, waiting), = await self._journal.commit_with(tx, events, sql, params,
+                                                             then=PROGRESS)
         return new_low, waiting

@@ -18,8 +18,9 @@ from twisted.logger import Logger
 
 from n2gateway.db import DatabaseUnavailable, retry_delay
 from n2gateway.db.listen import Listener
+from n2gateway.scheduling import Coalescer
 
-from plugins.chat.store import ChatStore
+from n2gateway_plugins.chat.store import ChatStore
 
 MESSAGES_CHANNEL = "chat_messages"
 READ_CHANNEL = "chat_messages_read"
@@ -41,19 +42,15 @@ class ChatSync(service.Service):
     log = Logger()
 
     def __init__(self, reactor: Any, listener: Listener, store: ChatStore) -> None:
-        self._reactor = reactor
         self._listener = listener
         self._store = store
         self._prepared = False
         self._unsubscribe: list = []
+        self._syncs = Coalescer(self._sync_once, reactor, what="chat sync")
         # Work waiting for the next sync.
-        self._dirty = False
         self._hinted: set[int] = set()
         self._reads: dict[int, dict | None] = {}
         self._announce = False
-        self._scheduled: Any = None  # the DelayedCall of the next sync
-        self._busy = False
-        self._running_sync: defer.Deferred | None = None  # awaited by stopService
         self._failures = 0
         # For n2gateway_status.
         self.relayed = 0
@@ -69,6 +66,7 @@ class ChatSync(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        self._syncs.start()
         # on_recovered fires once LISTEN is in effect (and after each reconnection):
         # that is the catch-up at start-up too.
         self._unsubscribe = [
@@ -80,11 +78,7 @@ class ChatSync(service.Service):
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
-        if self._scheduled is not None and self._scheduled.active():
-            self._scheduled.cancel()
-        self._scheduled = None
-        if self._running_sync is not None:
-            await self._running_sync
+        await self._syncs.stop()
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
@@ -120,35 +114,10 @@ class ChatSync(service.Service):
 
     # -- syncing ----------------------------------------------------------------------
 
-    def _wake(self, delay: float = 0) -> None:
-        self._dirty = True
-        if not self.running or self._busy:
-            return
-        if self._scheduled is None:
-            self._scheduled = self._reactor.callLater(delay, self._start_sync)
-        elif self._scheduled.getTime() > self._reactor.seconds() + delay:
-            self._scheduled.reset(delay)  # a doorbell does not wait for a settle re-check
-
-    def _start_sync(self) -> None:
-        self._scheduled = None
-        d = defer.Deferred.fromCoroutine(self._sync_all())
-        self._running_sync = None if d.called else d
-
-    async def _sync_all(self) -> None:
-        self._busy = True
-        retry = None
-        try:
-            while self._dirty and self.running and retry is None:
-                self._dirty = False
-                retry = await self._sync_once()
-        finally:
-            self._busy = False
-            self._running_sync = None
-        if retry is not None:
-            self._wake(retry)
-        elif self.waiting:
-            # A gap is waiting to be settled: look again even if no doorbell rings.
-            self._wake(self._store.grace)
+    def _wake(self) -> None:
+        # At the end of the turn, so that a burst of doorbells shares one sync; sooner
+        # than a settle re-check waiting on the clock.
+        self._syncs.request(0)
 
     async def _sync_once(self) -> float | None:
         """One sync; returns a delay when it must be retried later."""
@@ -188,5 +157,8 @@ class ChatSync(service.Service):
             self.log.info("chat message {chat_id} was deleted before it could be relayed",
                           chat_id=chat_id)
         if result.more:
-            self._dirty = True
+            self._syncs.request()
+        elif self.waiting:
+            # A gap is waiting to be settled: look again even if no doorbell rings.
+            self._syncs.request(self._store.grace)
         return None

@@ -1,12 +1,12 @@
 """
-What C{/api/realtime/start} accepts and C{/api/realtime/status} answers.
+What ``/api/realtime/start`` accepts and ``/api/realtime/status`` answers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from n2gateway.upstream.pancake import PancakeCredentials
+from .session import PancakeCredentials
 
 from .relay import ID_PATTERN
 
@@ -30,11 +30,15 @@ STATUS_PROPERTIES = {
     "userId": {"type": ["string", "null"]},
     "pageCount": {"type": "integer"},
     "pageIds": {"type": "array", "items": {"type": "string"}},
+    "pages": {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["joined", "error", "since"],
+        "properties": {"joined": {"type": "boolean"}, "error": {"type": ["string", "null"]},
+                       "since": {"type": ["string", "null"]}}}},
 }
 
 
 def credentials_from_body(body: dict[str, Any]) -> PancakeCredentials:
-    """Credentials from a start body that passed L{START_BODY}."""
+    """Credentials from a start body that passed :data:`START_BODY`."""
     return PancakeCredentials(
         token=body["token"],
         user_id=body["userId"],

@@ -7,7 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from n2gateway.credentials import StoredCredentials
-from n2gateway.upstream.pancake import PancakeCredentials, build_pancake_service
+from n2gateway.upstream.backoff import BackoffPolicy
+from .session import (
+    PAGE_TOPIC_PREFIX,
+    PancakeCredentials,
+    build_pancake_service,
+    page_retry_backoff,
+)
 from n2gateway.upstream.provider import BadCredentials, Provider
 from n2gateway.upstream.service import UpstreamService
 from n2gateway.upstream.status import UpstreamStatus
@@ -17,6 +23,12 @@ CLIENT_TYPE = "pancake"
 
 class PancakeProvider(Provider[PancakeCredentials]):
     client_type = CLIENT_TYPE
+
+    def __init__(self, *args: Any, page_backoff: BackoffPolicy | None = None,
+                 **kwargs: Any) -> None:
+        """``page_backoff`` paces the retries of a refused page (default: from 5 min)."""
+        super().__init__(*args, **kwargs)
+        self.page_backoff = page_backoff or page_retry_backoff()
 
     def credentials_from_row(self, row: StoredCredentials) -> PancakeCredentials:
         if not row.token:
@@ -40,9 +52,19 @@ class PancakeProvider(Provider[PancakeCredentials]):
                       status: UpstreamStatus) -> UpstreamService:
         return build_pancake_service(
             credentials, reactor=self.reactor, status=status, on_event=self.on_event,
-            url=self.url, endpoint=self.endpoint, backoff=self.backoff)
+            url=self.url, endpoint=self.endpoint, backoff=self.backoff,
+            page_backoff=self.page_backoff)
+
+    def channel_topics(self, credentials: PancakeCredentials | None) -> list[str]:
+        page_ids = credentials.page_ids if credentials else ()
+        return [PAGE_TOPIC_PREFIX + page_id for page_id in page_ids]
 
     def describe(self, credentials: PancakeCredentials | None) -> dict[str, Any]:
         page_ids = list(credentials.page_ids) if credentials else []
+        channels = self._status.channels
+        never = {"joined": False, "error": None, "since": None}
+        pages = {page_id: channels[PAGE_TOPIC_PREFIX + page_id].as_dict()
+                 if PAGE_TOPIC_PREFIX + page_id in channels else never
+                 for page_id in page_ids}
         return {"userId": credentials.user_id if credentials else None,
-                "pageCount": len(page_ids), "pageIds": page_ids}
+                "pageCount": len(page_ids), "pageIds": page_ids, "pages": pages}

@@ -1,6 +1,6 @@
 """
-Pancake events into the journal: every event to room C{pancake}, and to
-C{pancake:page:<id>} for each page it names.
+Pancake events into the journal: every event to room ``pancake``, and to
+``pancake:page:<id>`` for each page it names.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _page_id(value: Any) -> str | None:
 
 
 def rooms_for(topic: str, payload: Any) -> list[str]:
-    """C{pancake}, then the page room of every page id the event names, in order."""
+    """``pancake``, then the page room of every page id the event names, in order."""
     named = []
     if isinstance(payload, dict):
         named.append(payload.get("page_id"))

@@ -1,10 +1,10 @@
 """
 TPOS events under their downstream names (SPEC §9).
 
-C{on-events} carries an order, an invoice, a product, a chat message...:
-its C{Type} and C{EventName} choose the name, and stay in the payload as
+``on-events`` carries an order, an invoice, a product, a chat message...:
+its ``Type`` and ``EventName`` choose the name, and stay in the payload as
 explicit keys even when TPOS sent the payload as a JSON string. Any other
-socket event becomes C{tpos:event} with its own name beside its payload.
+socket event becomes ``tpos:event`` with its own name beside its payload.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _BY_TYPE = {"FastSaleOrder": INVOICE_UPDATE}
 
 
 def downstream_event(name: str, payload: Any) -> tuple[str, Any]:
-    """The downstream name and payload of upstream event C{name}."""
+    """The downstream name and payload of upstream event ``name``."""
     if name != ON_EVENTS:
         return OTHER, {"event": name, "payload": payload}
     body = _decoded(payload)

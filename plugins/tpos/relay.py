@@ -1,5 +1,5 @@
 """
-TPOS events into the journal, in rooms C{tpos} and C{tpos:<shop room>}.
+TPOS events into the journal, in rooms ``tpos`` and ``tpos:<shop room>``.
 """
 
 from __future__ import annotations

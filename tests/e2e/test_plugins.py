@@ -5,9 +5,6 @@ from __future__ import annotations
 import re
 
 import json
-import subprocess
-import sys
-import sysconfig
 import textwrap
 import urllib.error
 import urllib.request
@@ -17,7 +14,8 @@ import psycopg2
 import pytest
 import pytest_twisted
 
-from tests.support.gateway import ROOT
+from tests.support.plugin_venv import twistd_of, venv_with
+
 
 PLUGIN = {
     "setup.cfg": """
@@ -76,23 +74,7 @@ def plugin_venv(tmp_path_factory) -> Path:
     """A new virtualenv seeing the project's packages, with the plugin pip-installed."""
     tmp = tmp_path_factory.mktemp("plugin")
     write_tree(tmp / "src", PLUGIN)
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True).stdout.strip()
-    (Path(site) / "n2gateway-project.pth").write_text(
-        f"{sysconfig.get_path('purelib')}\n{ROOT}\n")
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", str(tmp / "src")],
-                   check=True, capture_output=True)
-    return python
-
-
-def twistd_of(python: Path) -> list[str]:
-    return [str(python), "-c", "import sys; from twisted.scripts.twistd import run;"
-            " sys.argv[0] = 'twistd'; run()"]
+    return venv_with(tmp / "src", tmp / "venv")
 
 
 def get(url: str) -> tuple[int, dict]:

@@ -1,7 +1,7 @@
 """
 An in-memory network for unit tests: a client endpoint whose every
 connection reaches a fresh protocol of a server factory through a
-C{twisted.test.iosim} pump, with time on a fake clock.
+``twisted.test.iosim`` pump, with time on a fake clock.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class MemoryEndpoint:
 
 class ServiceOnMemory:
     """
-    An upstream service whose connections go through C{network}, on a fake
-    clock. Subclasses set C{clock}, C{network} and C{service}.
+    An upstream service whose connections go through ``network``, on a fake
+    clock. Subclasses set ``clock``, ``network`` and ``service``.
     """
 
     clock: Clock

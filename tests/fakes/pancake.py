@@ -1,20 +1,23 @@
 """
 A fake Pancake realtime server speaking Phoenix Channels v2 (JSON serializer).
 
-It answers heartbeats, accepts or refuses joins (a refused token gets
-C{{"status": "error", "response": {"reason": "unauthorized"}}}), records every
-frame and the opening request's headers, and pushes scripted events to the
-sessions joined to a topic. The official C{phoenix} JS client talks to it in
-C{tests/interop}.
+It answers heartbeats, accepts or refuses joins as production does (a refused
+token gets ``{"status": "error", "response": {"reason": "unauthorized"}}``; a
+``pages:<id>`` join of a page whose package has expired gets Pancake's error 122,
+and a ``multiple_pages:<userId>`` join naming such a page is refused as a
+whole), records every frame and the opening request's headers, and pushes
+scripted events to the sessions joined to a topic. The official ``phoenix`` JS
+client talks to it in ``tests/interop``.
 
 By hand::
 
-    python -m tests.fakes.pancake --port 4000 [--reject TOKEN ...]
+    python -m tests.fakes.pancake --port 4000 [--reject TOKEN ...] [--expire PAGE_ID ...]
 
 then type commands on standard input, one per line::
 
     push <topic> <event> <json payload>   e.g. push users:1 pages:new_message {"message": {}}
     crash <topic>                         the channel fails (phx_error); clients rejoin
+    expire <pageId> / renew <pageId>      the page's package expires / is paid again
     drop                                  close every connection
     status                                print sessions and joined topics
 
@@ -37,8 +40,10 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-UNAUTHORIZED = {"status": "error", "response": {"reason": "unauthorized"}}
 OK = {"status": "ok", "response": {}}
+# What Pancake answers a join of a page whose package has expired.
+PACKAGE_EXPIRED = {"status": "error",
+                   "response": {"success": False, "error_code": 122, "message": "Gói cước hết hạn"}}
 
 
 class FakePancakeSession(WebSocketServerProtocol):
@@ -91,7 +96,11 @@ class FakePancakeSession(WebSocketServerProtocol):
     def _join(self, join_ref: str, ref: str, topic: str, params: Any) -> None:
         token = params.get("accessToken") if isinstance(params, dict) else None
         if token in self.fake.rejected_tokens:
-            self.send_frame(join_ref, ref, topic, "phx_reply", UNAUTHORIZED)
+            self.send_frame(join_ref, ref, topic, "phx_reply", {
+                "status": "error", "response": {"reason": self.fake.rejected_tokens[token]}})
+            return
+        if self.fake.expired_among(topic, params):
+            self.send_frame(join_ref, ref, topic, "phx_reply", PACKAGE_EXPIRED)
             return
         if topic in self.joins:
             # Phoenix closes the earlier channel process of a duplicate join.
@@ -124,7 +133,8 @@ class FakePancake:
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.factory = _FakePancakeFactory(self, reactor)
-        self.rejected_tokens: set[str] = set()
+        self.rejected_tokens: dict[str, str] = {}  # token -> the reason its joins get
+        self.expired_pages: set[str] = set()
         self.sessions: list[FakePancakeSession] = []  # every session ever opened
         self.open_sessions: list[FakePancakeSession] = []
         self.join_count = 0
@@ -148,11 +158,30 @@ class FakePancake:
         if self._port is not None:
             await self._port.stopListening()
 
-    def reject_token(self, token: str) -> None:
-        self.rejected_tokens.add(token)
+    def reject_token(self, token: str, reason: str = "unauthorized") -> None:
+        """Refuse every join with ``token``, giving ``reason`` (some upstreams echo the token)."""
+        self.rejected_tokens[token] = reason
+
+    def expire_page(self, page_id: str) -> None:
+        """The page's package expires: its joins are refused with error 122."""
+        self.expired_pages.add(page_id)
+
+    def renew_page(self, page_id: str) -> None:
+        self.expired_pages.discard(page_id)
+
+    def expired_among(self, topic: str, params: Any) -> bool:
+        """Whether a join of ``topic`` names an expired page (``multiple_pages``
+        names its pages in ``pageIds``, and fails as a whole)."""
+        kind, _, page_id = topic.partition(":")
+        if kind == "pages":
+            return page_id in self.expired_pages
+        if kind == "multiple_pages" and isinstance(params, dict):
+            pages = params.get("pageIds")
+            return isinstance(pages, list) and any(str(p) in self.expired_pages for p in pages)
+        return False
 
     def push(self, topic: str, event: str, payload: Any) -> int:
-        """Send an event to every session joined to C{topic}; return how many."""
+        """Send an event to every session joined to ``topic``; return how many."""
         receivers = [s for s in self.open_sessions if topic in s.joins]
         for session in receivers:
             session.send_frame(session.joins[topic], None, topic, event, payload)
@@ -183,22 +212,22 @@ class FakePancake:
         return sum(1 for s in self.open_sessions if s.token == token)
 
     def wait_for(self, condition: Callable[[], bool]) -> Deferred[None]:
-        """A Deferred that fires once C{condition()} holds."""
+        """A Deferred that fires once ``condition()`` holds."""
         d: Deferred[None] = Deferred()
         self._waiters.append((condition, d))
         self._changed()
         return d
 
     def wait_joined(self, n: int) -> Deferred[None]:
-        """Fires once C{n} joins in all have succeeded."""
+        """Fires once ``n`` joins in all have succeeded."""
         return self.wait_for(lambda: self.join_count >= n)
 
     def wait_sessions(self, n: int) -> Deferred[None]:
-        """Fires once C{n} sessions in all have been opened."""
+        """Fires once ``n`` sessions in all have been opened."""
         return self.wait_for(lambda: len(self.sessions) >= n)
 
     def wait_frame(self, event: str) -> Deferred[None]:
-        """Fires once some client has sent an C{event} frame."""
+        """Fires once some client has sent an ``event`` frame."""
         return self.wait_for(
             lambda: any(isinstance(f, list) and f[3] == event for f in self.frames)
         )
@@ -235,13 +264,17 @@ def _run_command(fake: FakePancake, line: str) -> str:
     if command == "crash":
         fake.crash(rest.strip())
         return "crashed"
+    if command in ("expire", "renew"):
+        (fake.expire_page if command == "expire" else fake.renew_page)(rest.strip())
+        return f"{command}d {rest.strip()}"
     if command == "drop":
         fake.drop_all()
         return "dropped"
     if command == "status":
         joined = sorted(fake.joined_topics)
         return json.dumps({"sessions": len(fake.open_sessions), "joined": joined})
-    return "commands: push <topic> <event> <json> | crash <topic> | drop | status"
+    return ("commands: push <topic> <event> <json> | crash <topic> | expire <pageId>"
+            " | renew <pageId> | drop | status")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -251,11 +284,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fake Pancake (Phoenix v2) server")
     parser.add_argument("--port", type=int, default=4000)
     parser.add_argument("--reject", action="append", default=[], metavar="TOKEN")
+    parser.add_argument("--expire", action="append", default=[], metavar="PAGE_ID")
     args = parser.parse_args(argv)
 
     fake = FakePancake(reactor)
     for token in args.reject:
         fake.reject_token(token)
+    for page_id in args.expire:
+        fake.expire_page(page_id)
     port = fake.listen(args.port)
 
     class Console(LineReceiver):

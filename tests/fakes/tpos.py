@@ -1,11 +1,11 @@
 """
 A fake TPOS realtime server for unit tests on a fake clock: Engine.IO 4 over
-WebSocket with the Socket.IO namespace C{/chatomni}, spoken through the
-project's codec (the official Node server plays TPOS in C{tests/interop}).
+WebSocket with the Socket.IO namespace ``/chatomni``, spoken through the
+project's codec (the official Node server plays TPOS in ``tests/interop``).
 
-It sends the OPEN packet, pings every C{ping_interval} unless C{pinging} is
+It sends the OPEN packet, pings every ``ping_interval`` unless ``pinging`` is
 off, acknowledges a namespace CONNECT (or refuses one whose token is in
-C{rejected_tokens} with a CONNECT_ERROR), records every frame and the
+``rejected_tokens`` with a CONNECT_ERROR), records every frame and the
 opening request, and emits scripted events to connected clients.
 """
 
@@ -17,16 +17,13 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.task import LoopingCall
 
-from n2gateway.socketio_packets import (
-    EngineType,
-    OpenInfo,
+from n2gateway.codecs.engineio import EngineType, OpenInfo, decode_engine, encode_open
+from n2gateway.codecs.socketio import (
     SocketPacket,
     SocketType,
-    decode_engine,
     decode_socket,
     encode_event_frame,
     encode_message,
-    encode_open,
 )
 
 NAMESPACE = "/chatomni"
@@ -73,7 +70,8 @@ class FakeTposSession(WebSocketServerProtocol):
             token = (message.data or {}).get("token")
             if token in self.fake.rejected_tokens:
                 self.send(encode_message(SocketPacket(
-                    SocketType.CONNECT_ERROR, message.namespace, {"message": "unauthorized"})))
+                    SocketType.CONNECT_ERROR, message.namespace,
+                    {"message": token if self.fake.echo_refused_token else "unauthorized"})))
             else:
                 self.connected = True
                 self.send(encode_message(SocketPacket(
@@ -110,6 +108,8 @@ class FakeTpos:
         self.pinging = True
         self.silent = False  # record frames, answer no CONNECT
         self.rejected_tokens: set[str] = set()
+        #: Refuse with the token itself as the reason, as some upstreams echo it.
+        self.echo_refused_token = False
         self.sessions: list[FakeTposSession] = []  # open ones, oldest first
         self.closed = 0
         self.sids = itertools.count(1)

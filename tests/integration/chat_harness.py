@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import psycopg2
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 
 from n2gateway.db import Database
 from n2gateway.db.listen import Listener
-from n2gateway.journal import Journal
-from n2gateway.db.migrations import CORE_SCHEMA, MigrationFolder, apply_migrations
-from plugins.chat import MIGRATIONS
-from plugins.chat.schema import Tables
-from plugins.chat.store import ChatStore
-from plugins.chat.sync import ChatSync
-
+from n2gateway.db.migrations import MigrationFolder
+from n2gateway.journal import PostgresJournal
+from n2gateway_plugins.chat import MIGRATIONS
+from n2gateway_plugins.chat.schema import Tables
+from n2gateway_plugins.chat.store import ChatStore
+from n2gateway_plugins.chat.sync import ChatSync
+from tests.support.database import migrate
+from tests.support.waiting import eventually, sleep
 
 
 def writer(database_url: str, autocommit: bool = True):
@@ -35,7 +33,7 @@ class ChatHarness:
         self.db = Database(reactor)
         self.db.configure(database_url)
         self.listener = Listener(self.db, reactor)
-        self.store = ChatStore(self.db, Journal(self.db, reactor), tables, grace=grace)
+        self.store = ChatStore(self.db, PostgresJournal(self.db, reactor), tables, grace=grace)
         self.sync = ChatSync(reactor, self.listener, self.store)
         self.reader = writer(database_url)
         self.log: list[str] = []
@@ -46,8 +44,7 @@ class ChatHarness:
 
     async def start(self) -> "ChatHarness":
         globalLogPublisher.addObserver(self._observe)
-        await apply_migrations(self.db, [MigrationFolder("core", CORE_SCHEMA),
-                                         MigrationFolder("chat", MIGRATIONS)])
+        await migrate(self.db, MigrationFolder("chat", MIGRATIONS))
         self.listener.startService()
         self.sync.startService()
         await self.until(lambda: self.sync.low is not None, "the first catch-up")
@@ -71,13 +68,10 @@ class ChatHarness:
         return [payload["chat_id"] for _, _, payload in self.journal("message:new")]
 
     async def until(self, condition, what: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; journal: "
-                                     f"{json.dumps(self.journal(), default=str)[:2000]}")
-            await deferLater(reactor, 0.02)
+        """:func:`eventually`, failing with what the journal holds by then."""
+        await eventually(condition, timeout, lambda: (
+            f"{what}; journal: {json.dumps(self.journal(), default=str)[:2000]}"))
 
     async def settle(self, seconds: float = 0.3) -> None:
         """Let anything still in flight arrive (for asserting that nothing more does)."""
-        await deferLater(reactor, seconds)
+        await sleep(seconds)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import pytest_twisted
 
 from tests.integration.chat_harness import writer
-from tests.support.gateway import GatewayProcess, sleep
+from tests.support.gateway import GatewayProcess
+from tests.support.waiting import eventually, sleep
 
 
 async def chat_status(gateway: GatewayProcess) -> dict:
-    while True:
-        status = await gateway.wait_healthy()
-        chat = status["plugins"].get("chat", {})
-        if chat.get("listening") and chat.get("cursor") is not None:
-            return chat
-        await sleep(0.1)
+    """The chat plugin's status once it listens and has caught up (has a cursor)."""
+    async def caught_up() -> dict | None:
+        chat = (await gateway.wait_healthy())["plugins"].get("chat", {})
+        return chat if chat.get("listening") and chat.get("cursor") is not None else None
+
+    return await eventually(caught_up, 60, lambda: f"chat caught up:\n{gateway.log_text()}", 0.1)
 
 
 @pytest_twisted.ensureDeferred
@@ -46,10 +47,7 @@ async def test_sigkill_and_restart_relays_every_message_exactly_once_in_order(
                 "SELECT (payload ->> 'chat_id')::int FROM n2_journal"
                 " WHERE event = 'message:new' ORDER BY seq")]
 
-        for _ in range(200):
-            if len(relayed()) >= len(written):
-                break
-            await sleep(0.1)
+        await eventually(lambda: len(relayed()) >= len(written), 20, "every message relayed")
         assert relayed() == written
         status = await chat_status(gateway)
         assert status["cursor"] == written[-1]

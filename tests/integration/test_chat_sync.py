@@ -5,7 +5,6 @@ What reaches the journal is what every client receives, in that order.
 
 from __future__ import annotations
 
-import psycopg2
 import pytest_twisted
 
 from n2gateway.journal import RING
@@ -109,7 +108,10 @@ async def test_a_row_that_commits_after_a_later_id_is_not_skipped(chat, database
 
     slow.commit()
     await chat.until(lambda: chat.messages() == [fast_id, slow_id], "the earlier id, late")
-    assert chat.sync.low == fast_id and chat.sync.waiting == 0
+    # The journal row is visible once the sync's transaction commits, a moment before
+    # the sync takes in its result: the cursor is checked once it has.
+    await chat.until(lambda: (chat.sync.low, chat.sync.waiting) == (fast_id, 0),
+                     "the cursor past both ids")
 
 
 @pytest_twisted.ensureDeferred
@@ -263,7 +265,7 @@ async def test_a_database_with_the_seeds_own_triggers_works_unchanged(database_u
 
 @pytest_twisted.ensureDeferred
 async def test_configured_table_names(database_url, sql):
-    from plugins.chat.schema import Tables
+    from n2gateway_plugins.chat.schema import Tables
 
     chat = ChatHarness(database_url, Tables(users="members", messages="lms.messages"))
     sql("CREATE SCHEMA lms")

@@ -17,6 +17,7 @@ from n2gateway.config import build_settings
 from n2gateway.db import Database, DatabaseUnavailable
 from n2gateway.gateway import Gateway
 from n2gateway.plugins import load_plugins
+from tests.support.waiting import eventually
 
 
 async def within(seconds: float, coroutine):
@@ -107,24 +108,13 @@ async def health(url: str) -> tuple[int, dict]:
 
 async def poll_health(url: str, code: int, timeout: float = 20.0) -> dict:
     answers = []
-    for _ in range(int(timeout / 0.1)):
+
+    async def answered() -> dict | None:
         answers.append(await health(url))
-        if answers[-1][0] == code:
-            return answers[-1][1]
-        await defer.Deferred.fromCoroutine(_sleep(0.1))
-    raise AssertionError(f"/health never answered {code}: {answers[-3:]}")
+        return answers[-1][1] if answers[-1][0] == code else None
 
-
-async def _ready(gateway: Gateway) -> None:
-    """Until start-up (migrations included) is over, as "gateway ready" in the log."""
-    while not gateway._bring_up.called:
-        await _sleep(0.05)
-
-
-async def _sleep(seconds: float) -> None:
-    from twisted.internet.task import deferLater
-
-    await deferLater(reactor, seconds)
+    return await eventually(answered, timeout, lambda: f"/health to answer {code}: {answers[-3:]}",
+                            0.1)
 
 
 @pytest_twisted.ensureDeferred
@@ -136,7 +126,8 @@ async def test_health_follows_the_database_down_and_up(restartable_pg, tmp_path)
     gateway.startService()
     try:
         url = f"http://127.0.0.1:{gateway._port.getHost().port}"
-        await within(20, _ready(gateway))
+        # Start-up (migrations included) over, as "gateway ready" in the log.
+        await eventually(lambda: gateway._bring_up.called, 20, "start-up")
         answer = await poll_health(url, 200)
         assert answer["status"] == "ok"
         assert answer["database"] == {"kind": "external", "state": "up"}

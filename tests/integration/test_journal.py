@@ -3,32 +3,23 @@ commit, big payloads, appends inside a caller's transaction, and retention."""
 
 from __future__ import annotations
 
-import select
-
 import psycopg2
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 
-from n2gateway.db import Database
-from n2gateway.db.migrations import MigrationFolder, apply_migrations
-from n2gateway.db.migrations import CORE_SCHEMA
-from n2gateway.journal import (APPEND, RING, Journal, JournalFull, RetentionService,
-                               is_full_page)
-from tests.support.ws import eventually
+from n2gateway.journal import (APPEND, RING, JournalFull, PostgresJournal, RetentionService,
+                               encode_append, is_full_page)
+from tests.support.database import heard
+from tests.support.waiting import eventually, sleep
 
 
 @pytest.fixture
-def journal(database_url):
-    db = Database(reactor)
-    db.configure(database_url)
-    pytest_twisted.blockon(defer.Deferred.fromCoroutine(
-        apply_migrations(db, [MigrationFolder("core", CORE_SCHEMA)])))
-    yield Journal(db, reactor, node="node-a")
-    db.close()
+def journal(migrated_db):
+    return PostgresJournal(migrated_db, reactor, node="node-a")
 
 
-def count_queries(journal: Journal) -> list[str]:
+def count_queries(journal: PostgresJournal) -> list[str]:
     statements: list[str] = []
     query = journal._db.query
 
@@ -103,11 +94,6 @@ async def test_the_doorbell_rings_after_the_commit_naming_the_node_not_the_paylo
     listener.autocommit = True
     listener.cursor().execute("LISTEN n2_journal")
 
-    def rung():
-        if select.select([listener], [], [], 0)[0]:
-            listener.poll()
-        return listener.notifies
-
     try:
         # The durable append rings nothing itself: a NOTIFY in its transaction would
         # make every notifying writer on the server wait for its WAL flush.
@@ -116,7 +102,7 @@ async def test_the_doorbell_rings_after_the_commit_naming_the_node_not_the_paylo
         journal.on_appended = lambda: woken.append(True)
         await journal.append(["r"], "e", {"secret": "x" * 9000})
         assert woken == [True]  # this gateway's hub, at once
-        [notify] = await eventually(rung, 5, "a NOTIFY")
+        [notify] = await eventually(lambda: heard(listener), 5, "a NOTIFY")
         assert (notify.channel, notify.payload) == ("n2_journal", "node-a")
     finally:
         listener.close()
@@ -130,7 +116,7 @@ async def test_rings_while_a_doorbell_is_in_flight_send_one_more(journal):
     for _ in range(5):
         journal.ring()
     await eventually(lambda: len(statements) == 2, 5, "the second doorbell")
-    await task.deferLater(reactor, 0.2)  # and no third one
+    await sleep(0.2)  # and no third one
     assert statements == [RING, RING] and len(woken) == 5
 
 
@@ -151,7 +137,7 @@ def test_malformed_appends_are_refused_before_they_reach_the_database(
 @pytest_twisted.ensureDeferred
 async def test_while_the_database_is_away_waiting_appends_are_bounded_then_all_land(
         journal, sql):
-    bounded = Journal(journal._db, reactor, max_pending=3)
+    bounded = PostgresJournal(journal._db, reactor, max_pending=3)
     sql("SELECT pg_advisory_lock(1848599407)")  # appends block, as if the database hung
     waiting = [bounded.append(["r"], "e", n) for n in range(3)]
     with pytest.raises(JournalFull):
@@ -181,6 +167,31 @@ async def test_append_in_a_transaction_is_visible_only_after_commit(journal):
 
 
 @pytest_twisted.ensureDeferred
+async def test_commit_with_appends_and_commits_the_sources_own_write_in_one_round_trip(
+        journal, sql, round_trips):
+    sql("CREATE TABLE progress (n INTEGER)")
+    events = [encode_append(["r"], "a", 1), encode_append(["r"], "b", 2)]
+
+    async def work(tx):
+        await tx.execute("SELECT 1")
+        del round_trips[:]
+        return await journal.commit_with(tx, events, "INSERT INTO progress VALUES (%(n)s)",
+                                         {"n": 7}, then="SELECT COUNT(*) FROM progress")
+
+    assert await journal._db.transaction(work) == [(1,)]
+    assert len(round_trips) == 1
+    assert [(e.name, e.payload_json) for e in await journal.read_after(0)] == [
+        ("a", "1"), ("b", "2")]
+
+    async def nothing_to_append(tx):
+        await journal.commit_with(tx, [], "INSERT INTO progress VALUES (%(n)s)", {"n": 8})
+
+    await journal._db.transaction(nothing_to_append)
+    assert sql("SELECT n FROM progress ORDER BY n") == [(7,), (8,)]
+    assert len(await journal.read_after(0)) == 2
+
+
+@pytest_twisted.ensureDeferred
 async def test_retention_by_row_count_and_by_age_moves_the_horizon(journal, sql):
     await defer.gatherResults([journal.append(["r"], "e", n) for n in range(10)])
     assert await journal.trim(max_age=3600, max_rows=6) == 4
@@ -206,5 +217,22 @@ async def test_the_retention_service_trims_periodically(journal, sql):
         await eventually(lambda: sql("SELECT trimmed_through FROM n2_journal_horizon")[0][0] == 7,
                          5, "a later trim")
         assert sql("SELECT COUNT(*) FROM n2_journal") == [(3,)]
+    finally:
+        service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_row_bound_holds_after_every_commit_not_only_at_the_next_tick(journal, sql):
+    """--retention-rows 5 used to keep 12 events for up to a minute: the timer trimmed."""
+    service = RetentionService(journal, reactor, max_age=3600, max_rows=5, interval=3600)
+    journal.on_appended = service.appended
+    service.startService()
+    try:
+        for n in range(12):
+            await journal.append(["r"], "e", n)
+        await eventually(lambda: sql("SELECT COUNT(*) FROM n2_journal") == [(5,)], 5,
+                         "the row bound after the appends")
+        assert [e.offset for e in await journal.read_after(0)] == list(range(8, 13))
+        assert await journal.horizon() == 7
     finally:
         service.stopService()

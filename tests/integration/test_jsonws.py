@@ -11,9 +11,9 @@ import pytest_twisted
 from twisted.internet import defer
 
 from n2gateway.downstream.auth import issue_token
-from n2gateway.downstream.outbox import SLOW_CONSUMER_CODE
-from tests.support.gateway import sleep
-from tests.support.ws import WsClient, eventually
+from n2gateway.downstream.close_codes import CLOSE_SLOW_CONSUMER
+from tests.support.waiting import eventually, sleep
+from tests.support.ws import WsClient
 
 SECRET = "integration-secret-0123456789abcdef"
 ADMIN = "admin-token-for-tests"
@@ -255,7 +255,7 @@ async def test_a_slow_consumer_is_closed_with_4008_others_keep_receiving_and_it_
     assert [e["payload"]["n"] for e in fast.events()] == list(range(count))
     assert gw.gateway.endpoints["ws"].slow_closed == 1
     code, reason = await slow.closed
-    assert code == SLOW_CONSUMER_CODE
+    assert code == CLOSE_SLOW_CONSUMER
     assert "slow consumer" in reason
     got = slow.offsets()
     assert got == sorted(set(got)) and len(got) < count

@@ -91,7 +91,10 @@ async def test_a_failing_migration_rolls_back_and_stops_the_rest(db, sql, tmp_pa
         "0002_bad.sql": "CREATE TABLE half (x INT); SELECT no_such_function();",
         "0003_never.sql": "CREATE TABLE never (x INT);",
     })
-    with pytest.raises(psycopg2.Error):
+    # The operator is told which file failed and PostgreSQL's reason (a migration is
+    # the project's own SQL: its message quotes no one's data).
+    with pytest.raises(MigrationError, match=r"^steps/0002_bad\.sql failed: UndefinedFunction"
+                       r" 42883: function no_such_function\(\) does not exist$"):
         await apply_migrations(db, [steps])
     assert sql("SELECT name FROM schema_migrations") == [("0001_ok.sql",)]
     assert sql("SELECT to_regclass('half'), to_regclass('never')") == [(None, None)]
@@ -146,7 +149,7 @@ class ZaloPlugin:
 async def test_a_plugins_migrations_run_under_its_name_after_the_core(db, sql, tmp_path):
     plugin_dir = tmp_path / "zalo_migrations"
     plugin_dir.mkdir()
-    (plugin_dir / "0001_client_type.sql").write_text(ADD_ZALO)
+    (plugin_dir / "0001_client_type.sql").write_text("SELECT n2_add_client_type('zalo');")
     pm = load_plugins(disabled=SOURCE_PLUGINS)
     pm.register(ZaloPlugin(plugin_dir), name="zalo")
     applied = await apply_migrations(db, migration_folders(pm))
@@ -158,6 +161,26 @@ async def test_a_plugins_migrations_run_under_its_name_after_the_core(db, sql, t
     sql("INSERT INTO realtime_credentials (client_type, token) VALUES ('zalo', 't')")
     with pytest.raises(psycopg2.errors.CheckViolation):
         sql("INSERT INTO realtime_credentials (client_type, token) VALUES ('fax', 't')")
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_plugins_adding_client_types_keep_each_others(db, sql, tmp_path):
+    pm = load_plugins(disabled=SOURCE_PLUGINS)
+    for name in ("zalo", "shopee"):
+        pm.register(ZaloPlugin(folder(tmp_path, name, {
+            "0001_client_type.sql": f"SELECT n2_add_client_type('{name}');"}).path), name=name)
+    await apply_migrations(db, migration_folders(pm))
+    for client_type in ("pancake", "tpos", "zalo", "shopee"):
+        sql("INSERT INTO realtime_credentials (client_type, token) VALUES (%s, 't')",
+            (client_type,))
+    with pytest.raises(psycopg2.errors.CheckViolation):
+        sql("INSERT INTO realtime_credentials (client_type, token) VALUES ('fax', 't')")
+    # Adding a type twice changes nothing; a malformed one is refused.
+    sql("SELECT n2_add_client_type('zalo')")
+    with pytest.raises(psycopg2.errors.RaiseException):
+        sql("SELECT n2_add_client_type('bad type''; --')")
+    assert sql("SELECT count(*) FROM pg_constraint WHERE conrelid ="
+               " 'realtime_credentials'::regclass AND contype = 'c'") == [(1,)]
 
 
 def describe_table(sql, table: str) -> dict:
@@ -175,8 +198,7 @@ def describe_table(sql, table: str) -> dict:
 
 
 @pytest_twisted.ensureDeferred
-async def test_realtime_credentials_is_exactly_the_seeds_table(db, sql, new_database):
-    await apply_migrations(db, [MigrationFolder("core", CORE_SCHEMA)])
+async def test_realtime_credentials_is_exactly_the_seeds_table(migrated_db, sql, new_database):
     seeded = psycopg2.connect(new_database())
     seeded.autocommit = True
 
@@ -187,8 +209,13 @@ async def test_realtime_credentials_is_exactly_the_seeds_table(db, sql, new_data
 
     try:
         seed_sql(SEED_SQL)
-        assert describe_table(sql, "realtime_credentials") == describe_table(
-            seed_sql, "realtime_credentials")
+        ours, seeds = (describe_table(q, "realtime_credentials") for q in (sql, seed_sql))
+        # The seed's columns unchanged, and after them only the added ones, all nullable
+        # without a default, so the seed's statements and backends write rows as before.
+        added = ours["columns"][len(seeds["columns"]):]
+        assert ours["columns"][:len(seeds["columns"])] == seeds["columns"]
+        assert added == [("extra", "text", None, "YES", None)]
+        assert {**ours, "columns": seeds["columns"]} == seeds
     finally:
         seeded.close()
 

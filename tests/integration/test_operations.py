@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from typing import Any
 
 import pytest_twisted
 from autobahn.twisted.websocket import (WebSocketClientFactory, WebSocketClientProtocol,
@@ -13,7 +13,8 @@ from autobahn.twisted.websocket import (WebSocketClientFactory, WebSocketClientP
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import create_database
-from tests.support.gateway import WITHOUT_SOURCES, GatewayProcess, sleep
+from tests.support.gateway import WITHOUT_SOURCES, GatewayProcess
+from tests.support.waiting import eventually
 
 ADMIN = "ops-admin-token-do-not-log"
 CLIENTS, EVENTS = 3, 5
@@ -31,14 +32,6 @@ def http(gateway: GatewayProcess, method: str, path: str, body: Any = None,
             return answer.status, answer.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    waited = 0.0
-    while not condition():
-        assert waited < timeout, "condition not met in time"
-        await sleep(0.05)
-        waited += 0.05
 
 
 class Client(WebSocketClientProtocol):

@@ -20,7 +20,8 @@ from twisted.internet import reactor
 from twisted.internet.task import LoopingCall
 
 from tests.fakes.pancake import FakePancake
-from tests.support.gateway import GatewayProcess, sleep
+from tests.support.gateway import GatewayProcess
+from tests.support.waiting import eventually, sleep
 from tests.support.wsclient import ResumingClient
 
 # The Pancake plugin as shipped; the other sources stay out.
@@ -67,15 +68,6 @@ def pancake_gateways(tmp_path: Path, database_url: str, fake: FakePancake) -> li
 
 def node_id(node: GatewayProcess) -> str:
     return node.args[node.args.index("--node-id") + 1]
-
-
-async def wait_until(predicate, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not predicate():
-        waited = time.monotonic() - started
-        assert waited < timeout, f"{what}: not within {timeout} s"
-        await sleep(0.05)
-    return time.monotonic() - started
 
 
 def stop_all(nodes: list[GatewayProcess], *stoppable) -> None:
@@ -149,9 +141,9 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
         # Each client starts on its own node; the killed node's client moves over.
         clients = [ResumingClient([n.port for n in nodes[i:] + nodes[:i]], "pancake", f"u{i}").start()
                    for i in range(2)]
-        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        await eventually(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
         stream = Stream(fake).start()
-        await wait_until(lambda: all(len(c.offsets) >= 25 for c in clients), 10, "events flowing")
+        await eventually(lambda: all(len(c.offsets) >= 25 for c in clients), 10, "events flowing")
 
         owner = owner_of(nodes, "pancake")
         survivor = next(n for n in nodes if n is not owner)
@@ -159,16 +151,18 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
             "pancake": node_id(owner)}
         killed_at = time.monotonic()
         await owner.kill()
-        took = await wait_until(lambda: fake.concurrent(TOKEN) == 1 and fake.join_count >= 4,
-                                10, "takeover by the survivor")
+        await eventually(lambda: fake.concurrent(TOKEN) == 1 and fake.join_count >= 4,
+                         10, "takeover by the survivor")
         assert owner_of([survivor], "pancake") is survivor
+        # The dead owner could not let go: the survivor waited for its session to end.
+        assert "holds pancake, whose last owner did not let go" in survivor.log_text()
         after_takeover = stream.n
-        await wait_until(lambda: stream.n >= after_takeover + 25, 5, "stream after takeover")
+        await eventually(lambda: stream.n >= after_takeover + 25, 5, "stream after takeover")
         stream.stop()
         final_n = stream.delivered[-1][0]
-        await wait_until(lambda: journal(sql, "pancake")[-1][1] == final_n, 5, "last event stored")
+        await eventually(lambda: journal(sql, "pancake")[-1][1] == final_n, 5, "last event stored")
         last = journal(sql, "pancake")[-1][0]
-        await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
+        await eventually(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
     finally:
         stop_all(nodes, stream, *clients)
         await fake.close()
@@ -181,7 +175,6 @@ async def test_owner_killed_another_takes_over_and_clients_miss_nothing(tmp_path
     assert len(clients[0].connected_to) >= 2 or len(clients[1].connected_to) >= 2
     # The upstream never saw two sessions at once.
     assert fake.peak_concurrent[TOKEN] == 1
-    assert took < 10
     # Nothing the old owner took in well before it died is missing, nor anything since.
     stored = {n for _, n in events}
     assert len(stored) == len(events), "an upstream event was stored twice"
@@ -200,7 +193,7 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
     try:
         nodes[0].start()
         await nodes[0].wait_healthy()
-        await wait_until(lambda: owner_of(nodes[:1], "pancake"), 10, "node-a owning pancake")
+        await eventually(lambda: owner_of(nodes[:1], "pancake"), 10, "node-a owning pancake")
         nodes[1].start()
         await nodes[1].wait_healthy()
         # Credentials given to the node that does not hold Pancake reach the one that does.
@@ -216,25 +209,23 @@ async def test_sigterm_hands_the_source_over_at_once_and_sends_clients_elsewhere
                 assert status["owns"] == (["pancake"] if name == "node-a" else [])
 
         client = ResumingClient([n.port for n in nodes], "pancake").start()
-        await wait_until(lambda: client.subscribed, 10, "client subscribed")
+        await eventually(lambda: client.subscribed, 10, "client subscribed")
         fake.push("users:1", "pages:new_message", {"n": 1})
-        await wait_until(lambda: len(client.offsets) == 1, 5, "first event")
+        await eventually(lambda: len(client.offsets) == 1, 5, "first event")
 
-        terminated_at = time.monotonic()
         nodes[0].process.send_signal(signal.SIGTERM)
-        took = await wait_until(lambda: fake.join_count >= 4, 10, "takeover after SIGTERM")
+        await eventually(lambda: fake.join_count >= 4, 10, "takeover after SIGTERM")
         assert await nodes[0].wait_exit() == 0
         assert "gateway stopped" in nodes[0].log_text()
         # A clean release needs no grace period: the survivor starts at once.
-        assert took < 2.5, f"takeover took {took:.1f} s"
+        assert "did not let go" not in nodes[1].log_text()
         assert fake.peak_concurrent[TOKEN] == 1
         assert 4101 in client.close_codes
-        await wait_until(lambda: client.subscribed, 5, "client resumed on node-b")
+        await eventually(lambda: client.subscribed, 5, "client resumed on node-b")
         assert client.connected_to[-1] == nodes[1].port
         fake.push("users:1", "pages:new_message", {"n": 2})
-        await wait_until(lambda: len(client.offsets) == 2, 5, "event through node-b")
+        await eventually(lambda: len(client.offsets) == 2, 5, "event through node-b")
         assert nodes[1].health()[1]["node"]["owners"] == {"pancake": "node-b"}
-        assert time.monotonic() - terminated_at < 15
     finally:
         stop_all(nodes, client)
         await fake.close()
@@ -251,7 +242,6 @@ class Publisher(Steady):
         self.nodes = nodes
         self.room = room
         self.padding = "x" * pad
-        self.sent_at: dict[int, float] = {}
         self.accepted: dict[int, int] = {}  # n -> offset
         self.refused: list[int] = []
         self.outstanding = 0
@@ -261,7 +251,6 @@ class Publisher(Steady):
 
         node = self.nodes[n % len(self.nodes)]
         self.outstanding += 1
-        self.sent_at[n] = time.monotonic()
 
         async def post() -> None:
             try:
@@ -286,9 +275,9 @@ class SeparatePostgres:
     """A PostgreSQL of the test's own, which the test may stop and start again."""
 
     def __init__(self, folder: Path) -> None:
-        import pgserver
+        from n2gateway.db.embedded import import_pgserver
 
-        self.server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+        self.server = import_pgserver().get_server(folder / "pgdata", cleanup_mode="stop")
         self.url = self.server.get_uri()
 
     def _pg_ctl(self, *args: str) -> None:
@@ -312,6 +301,10 @@ class SeparatePostgres:
                             "-l", str(self.server.log), "start")
 
     def cleanup(self) -> None:
+        # pgserver stops only the postmaster it started itself, not the one pg_ctl
+        # started again in ``start``: that one is stopped here, or it outlives the run.
+        if (self.server.pgdata / "postmaster.pid").exists():
+            self._pg_ctl("-w", "-m", "fast", "stop")
         self.server.cleanup()
 
 
@@ -329,24 +322,22 @@ async def test_postgres_restarted_under_load_loses_no_accepted_event(tmp_path):
         await fake.wait_joined(2)
         clients = [ResumingClient([node.port], "load", f"u{i}").start()
                    for i, node in enumerate(nodes)]
-        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        await eventually(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
         publisher.start()
-        await wait_until(lambda: len(publisher.accepted) >= 20, 10, "publishing")
+        await eventually(lambda: len(publisher.accepted) >= 20, 10, "publishing")
 
         await postgres.stop()
         await sleep(1.5)
         await postgres.start()
-        restarted_at = time.monotonic()
-        await wait_until(lambda: len(publisher.accepted) >= publisher.n - 5, 15,
+        await eventually(lambda: len(publisher.accepted) >= publisher.n - 5, 15,
                          "publishes answered after the restart")
         # The source is owned again (the old session was stopped with the lock).
-        await wait_until(lambda: owner_of(nodes, "pancake") is not None, 15, "leadership again")
-        await wait_until(lambda: fake.concurrent(TOKEN) == 1, 10, "upstream session again")
+        await eventually(lambda: owner_of(nodes, "pancake") is not None, 15, "leadership again")
+        await eventually(lambda: fake.concurrent(TOKEN) == 1, 10, "upstream session again")
         publisher.stop()
-        await wait_until(lambda: publisher.outstanding == 0, 15, "every publish answered")
+        await eventually(lambda: publisher.outstanding == 0, 15, "every publish answered")
         last = max(publisher.accepted.values())
-        await wait_until(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
-        assert time.monotonic() - restarted_at < 25
+        await eventually(lambda: all(c.last >= last for c in clients), 10, "clients caught up")
     finally:
         stop_all(nodes, publisher, *clients)
         await fake.close()
@@ -395,29 +386,35 @@ class NeverReads:
         self.sock.close()
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 @pytest_twisted.ensureDeferred
 async def test_a_client_that_never_reads_does_not_slow_the_others(tmp_path, database_url):
     nodes = two_gateways(tmp_path, database_url)
     clients: list[ResumingClient] = []
-    # 64 KB events: the slow client's buffers fill within a second or two.
-    publisher = Publisher(nodes[:1], "busy", interval=0.02, pad=64 * 1024)
+    publisher = Publisher(nodes[:1], "busy", pad=64 * 1024)
     try:
         await start_all(nodes)
         slow = NeverReads(nodes[0].port, "busy")
         clients = [ResumingClient([node.port], "busy", f"u{i}").start()
                    for i, node in enumerate(nodes + nodes)]
-        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
-        publisher.start()
-        await wait_until(lambda: publisher.n >= 150, 10, "publishing")
-        publisher.stop()
-        await wait_until(lambda: publisher.outstanding == 0, 10, "publishes answered")
-        last = max(publisher.accepted.values())
-        await wait_until(lambda: all(c.last >= last for c in clients), 10, "fast clients caught up")
+        await eventually(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+
+        def slow_closed() -> int:
+            return get_json(nodes[0].url + "/api/hub/status")["slowClosed"]["ws"]
+
+        # One 64 KB event at a time, the next once every other client has the last:
+        # the slow client's buffers fill up and it is closed as a slow consumer while
+        # the others get each event. A hub that waited for it would stall here.
+        after_close = 0
+        for n in range(1, 500):
+            publisher.step(n)
+            await eventually(lambda: n in publisher.accepted, 10, f"event {n} accepted")
+            await eventually(lambda: all(c.last >= publisher.accepted[n] for c in clients), 10,
+                             f"event {n} delivered to the clients that read")
+            after_close += slow_closed() > 0
+            if after_close == 10:
+                break
+        else:
+            raise AssertionError("the client that never reads was never closed")
         hub = get_json(nodes[0].url + "/api/hub/status")
         # Closed as a slow consumer (4008), counted where the operator looks.
         assert hub["connections"] == 2, "the slow client is still connected"
@@ -427,11 +424,8 @@ async def test_a_client_that_never_reads_does_not_slow_the_others(tmp_path, data
     finally:
         stop_all(nodes, publisher, *clients)
 
-    by_offset = {offset: n for n, offset in publisher.accepted.items()}
     for client in clients:
-        assert client.offsets == sorted(by_offset)
-        latencies = [client.received_at[offset] - publisher.sent_at[n] for offset, n in by_offset.items()]
-        assert percentile(latencies, 0.99) < 1.0, f"p99 {percentile(latencies, 0.99):.2f} s"
+        assert client.offsets == sorted(publisher.accepted.values())
 
 
 @pytest_twisted.ensureDeferred
@@ -443,9 +437,9 @@ async def test_database_connections_killed_server_side_delivery_goes_on(tmp_path
         await start_all(nodes)
         clients = [ResumingClient([node.port], "steady", f"u{i}").start()
                    for i, node in enumerate(nodes)]
-        await wait_until(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
+        await eventually(lambda: all(c.subscribed for c in clients), 10, "clients subscribed")
         publisher.start()
-        await wait_until(lambda: len(publisher.accepted) >= 10, 10, "publishing")
+        await eventually(lambda: len(publisher.accepted) >= 10, 10, "publishing")
         # Every backend of the gateways but their leadership connections: the pool's,
         # and the LISTEN connection's, wherever the doorbell is listened for.
         killed = sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -453,11 +447,11 @@ async def test_database_connections_killed_server_side_delivery_goes_on(tmp_path
                      " AND application_name NOT LIKE 'n2gateway:%%'")
         assert killed, "no gateway connection to terminate"
         before = publisher.n
-        await wait_until(lambda: publisher.n >= before + 40, 10, "publishing on")
+        await eventually(lambda: publisher.n >= before + 40, 10, "publishing on")
         publisher.stop()
-        await wait_until(lambda: publisher.outstanding == 0, 10, "publishes answered")
+        await eventually(lambda: publisher.outstanding == 0, 10, "publishes answered")
         last = max(publisher.accepted.values())
-        await wait_until(lambda: all(c.last >= last for c in clients), 5, "clients caught up")
+        await eventually(lambda: all(c.last >= last for c in clients), 5, "clients caught up")
     finally:
         stop_all(nodes, publisher, *clients)
     assert publisher.refused == []
@@ -474,14 +468,14 @@ async def test_any_node_starts_changes_and_stops_the_session_the_owner_holds(tmp
     nodes = pancake_gateways(tmp_path, database_url, fake)
     try:
         await start_all(nodes)
-        await wait_until(lambda: owner_of(nodes, "pancake"), 10, "an owner")
+        await eventually(lambda: owner_of(nodes, "pancake"), 10, "an owner")
         owner = owner_of(nodes, "pancake")
         other = next(n for n in nodes if n is not owner)
 
         answer = post_json(other.url + "/api/realtime/start", CREDENTIALS)
         assert answer["success"] and answer["credentialsSaved"]
         await fake.wait_joined(2)
-        await wait_until(lambda: get_json(owner.url + "/api/realtime/status")["connected"], 5,
+        await eventually(lambda: get_json(owner.url + "/api/realtime/status")["connected"], 5,
                          "owner connected")
         # Either node's status names the owner; only the owner holds the session.
         for node in nodes:
@@ -490,12 +484,12 @@ async def test_any_node_starts_changes_and_stops_the_session_the_owner_holds(tmp
             assert status["held"] is (node is owner)
 
         post_json(other.url + "/api/realtime/start", {**CREDENTIALS, "token": NEW_TOKEN})
-        await wait_until(lambda: fake.concurrent(NEW_TOKEN) == 1 and fake.concurrent(TOKEN) == 0,
+        await eventually(lambda: fake.concurrent(NEW_TOKEN) == 1 and fake.concurrent(TOKEN) == 0,
                          5, "session replaced with the new token")
 
         assert post_json(other.url + "/api/realtime/stop")["success"]
-        await wait_until(lambda: not fake.open_sessions, 5, "session ended")
-        await wait_until(lambda: not get_json(owner.url + "/api/realtime/status")["hasToken"], 5,
+        await eventually(lambda: not fake.open_sessions, 5, "session ended")
+        await eventually(lambda: not get_json(owner.url + "/api/realtime/status")["hasToken"], 5,
                          "owner's status cleared")
         await sleep(1)
         assert not fake.open_sessions  # stopped, not reconnecting
@@ -526,22 +520,22 @@ async def test_chat_sync_runs_on_one_node_and_the_next_goes_on_from_its_cursor(
 
     try:
         await start_all(nodes)
-        await wait_until(lambda: owner_of(nodes, "chat"), 10, "a chat owner")
+        await eventually(lambda: owner_of(nodes, "chat"), 10, "a chat owner")
         owner = owner_of(nodes, "chat")
         other = next(n for n in nodes if n is not owner)
-        await wait_until(lambda: owner.health()[1]["plugins"]["chat"].get("cursor") is not None,
+        await eventually(lambda: owner.health()[1]["plugins"]["chat"].get("cursor") is not None,
                          10, "chat tables ready")
         write(20)
-        await wait_until(lambda: len(relayed()) == 20, 10, "first messages relayed")
+        await eventually(lambda: len(relayed()) == 20, 10, "first messages relayed")
         assert owner.health()[1]["plugins"]["chat"]["held"] is True
         idle = other.health()[1]["plugins"]["chat"]
         assert (idle["held"], idle["relayed"]) == (False, 0)
 
         await owner.kill()
         write(20)  # while nobody runs the sync
-        await wait_until(lambda: owner_of([other], "chat"), 15, "takeover")
+        await eventually(lambda: owner_of([other], "chat"), 15, "takeover")
         write(20)
-        await wait_until(lambda: len(relayed()) >= 60, 10, "every message relayed")
+        await eventually(lambda: len(relayed()) >= 60, 10, "every message relayed")
         await sleep(0.5)
     finally:
         stop_all(nodes)

@@ -13,9 +13,9 @@ from typing import Any
 import pytest_twisted
 import treq
 
-from tests.support.gateway import GatewayProcess, sleep
+from tests.support.gateway import GatewayProcess
 from tests.support.node_tpos import NodeTpos
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, sleep
 
 TOKEN = "TPOS-gateway-token-7d3e"
 NEW_TOKEN = "TPOS-gateway-token-9a41"
@@ -31,8 +31,10 @@ async def call(gateway: GatewayProcess, method: str, path: str, body: Any = None
 
 async def holding(gateway: GatewayProcess) -> None:
     """Until the gateway holds TPOS (the leadership may wait a grace period first)."""
-    while "tpos" not in (await gateway.wait_healthy())["node"]["owns"]:
-        await sleep(0.2)
+    async def owned() -> bool:
+        return "tpos" in (await gateway.wait_healthy())["node"]["owns"]
+
+    await eventually(owned, 30, lambda: f"TPOS held:\n{gateway.log_text()}", 0.2)
 
 
 async def status(gateway: GatewayProcess) -> dict[str, Any]:
@@ -66,7 +68,9 @@ async def test_start_relay_reconnect_restart_refuse_stop(tmp_path, database_url,
         live = await wait_status(first, connected=True)
         assert live == {"connected": True, "room": ROOM, "hasToken": True, "reconnectAttempts": 0,
                         "needsLogin": False, "since": live["since"], "lastError": None,
-                        "held": True, "owner": (await first.wait_healthy())["node"]["node"]}
+                        "held": True, "owner": (await first.wait_healthy())["node"]["node"],
+                        "tokenExpiresAt": None, "tokenExpired": False, "tokenExpiresSoon": False,
+                        "renewals": 0, "lastRenewal": None}
 
         order = {"Type": "SaleOnline_Order", "EventName": "created", "Data": {"Id": 1}}
         update = {**order, "EventName": "updated"}
@@ -134,11 +138,10 @@ def journal(sql) -> list[tuple]:
 
 
 async def wait_status(gateway: GatewayProcess, timeout: float = 10.0, **expected: Any) -> dict:
-    waited = 0.0
-    while True:
-        answer = await status(gateway)
-        if all(answer[k] == v for k, v in expected.items()):
-            return answer
-        assert waited < timeout, f"status never had {expected}: {answer}"
-        await sleep(0.1)
-        waited += 0.1
+    answers = []
+
+    async def has() -> dict | None:
+        answers.append(await status(gateway))
+        return answers[-1] if all(answers[-1][k] == v for k, v in expected.items()) else None
+
+    return await eventually(has, timeout, lambda: f"status with {expected}: {answers[-1]}", 0.1)

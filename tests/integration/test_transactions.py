@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from n2gateway.db import Database, DatabaseUnavailable
+from n2gateway.db import Database, DatabaseError, DatabaseUnavailable, SerializationConflict
 
 
 @pytest.fixture
@@ -59,7 +58,7 @@ async def test_commit_with_the_last_statements_and_a_look_after_it(db, sql, roun
         await tx.execute("INSERT INTO notes VALUES (4)")
         await tx.commit("INSERT INTO notes VALUES ('not a number')", None, then="SELECT 1")
 
-    with pytest.raises(psycopg2.errors.InvalidTextRepresentation):
+    with pytest.raises(DatabaseError, match="^InvalidTextRepresentation 22P02$"):
         await db.transaction(fails_before_commit)
     assert sql("SELECT n FROM notes ORDER BY n") == [(1,), (2,), (3,)]
 
@@ -76,7 +75,7 @@ async def test_work_that_fails_leaves_nothing_and_a_clean_connection(db, sql):
 
     with pytest.raises(RuntimeError):
         await db.transaction(raises)
-    with pytest.raises(psycopg2.errors.InvalidTextRepresentation):
+    with pytest.raises(DatabaseError, match="^InvalidTextRepresentation 22P02$"):
         await db.transaction(bad_sql)
 
     async def works(tx):
@@ -101,3 +100,22 @@ async def test_a_connection_that_cannot_roll_back_is_not_reused(db, sql):
         return await tx.query("SELECT 1")
 
     assert await db.transaction(one) == [(1,)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_transaction_a_concurrent_one_beat_is_a_conflict_not_a_lost_database(db, sql):
+    sql("INSERT INTO notes VALUES (1)")
+
+    async def loses_the_race(tx):
+        await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT n FROM notes")
+        sql("UPDATE notes SET n = 2")  # another backend commits meanwhile
+        await tx.execute("UPDATE notes SET n = 3")
+
+    with pytest.raises(SerializationConflict):
+        await db.transaction(loses_the_race)
+
+    async def again(tx):
+        await tx.execute("UPDATE notes SET n = n + 10")
+
+    await db.transaction(again)  # on the same connection: it was not dropped as dead
+    assert sql("SELECT n FROM notes") == [(12,)]

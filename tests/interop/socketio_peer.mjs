@@ -1,24 +1,37 @@
 // The official socket.io-client, driven line by line: each stdin line is a JSON
 // command, each stdout line a JSON record of what the client saw.
-//   {"op":"connect","url":...,"auth":{...}}   {"op":"emit","event":..,"args":[..],"tag":..}
-//   {"op":"closeTransport"}   {"op":"exit"}
-import { createInterface } from "node:readline";
+//   {"op":"connect","url":...,"auth":{...},"options":{...},"refreshable":true}
+//   (options: the client's own, default when absent; refreshable: auth is a function
+//   handing out the latest auth, which setAuth changes)
+//   {"op":"emit","event":..,"args":[..],"tag":..}   {"op":"closeTransport"}
+//   {"op":"setAuth","auth":{...}}   {"op":"exit"}
 import { io } from "socket.io-client";
 
-let socket;
-const out = (record) => process.stdout.write(JSON.stringify(record) + "\n");
+import { out, serve } from "./peer_commands.mjs";
 
-function connect({ url, auth }) {
+let socket;
+let latestAuth;
+
+function connect({ url, auth, options, refreshable }) {
+  latestAuth = auth;
   socket = io(url, {
-    transports: ["websocket"],
-    auth,
+    auth: refreshable ? (cb) => cb(latestAuth) : auth,
     reconnectionDelay: 700,
     reconnectionDelayMax: 700,
     randomizationFactor: 0,
+    ...options,
   });
-  socket.on("connect", () => out({ type: "connect", recovered: socket.recovered === true }));
+  socket.on("connect", () => {
+    out({ type: "connect", recovered: socket.recovered === true,
+          transport: socket.io.engine.transport.name });
+    socket.io.engine.once("upgrade", (transport) =>
+      out({ type: "upgrade", transport: transport.name }));
+  });
   socket.on("connect_error", (err) => out({ type: "connect_error", message: err.message }));
-  socket.on("disconnect", (reason) => out({ type: "disconnect", reason }));
+  // A closed transport's details carry the WebSocket close code and reason.
+  socket.on("disconnect", (reason, details) => out({
+    type: "disconnect", reason, code: details?.context?.code, closeReason: details?.context?.reason,
+  }));
   socket.onAny((event, ...args) => out({ type: "event", event, args }));
 }
 
@@ -27,16 +40,7 @@ const commands = {
   emit: ({ event, args, tag }) =>
     socket.emit(event, ...args, (answer) => out({ type: "ack", tag, answer })),
   closeTransport: () => socket.io.engine.close(),
-  exit: () => {
-    socket?.close();
-    process.exit(0);
-  },
+  setAuth: ({ auth }) => { latestAuth = auth; },
 };
 
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const command = JSON.parse(line);
-  commands[command.op](command);
-});
-// A test that dies must not leave this process behind.
-process.stdin.on("end", () => process.exit(0));
-setTimeout(() => process.exit(3), 60_000).unref();
+serve(commands, () => socket?.close());

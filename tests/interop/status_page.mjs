@@ -34,6 +34,10 @@ try {
     await post(startPath, JSON.parse(startBody));
     await page.waitForSelector(`[data-provider="${provider}"][data-state="connected"]`, { timeout: 15000 });
   });
+  await step("token expiry shown", async () => {
+    const row = await page.waitForSelector(`[data-provider="${provider}"][data-token="expires-soon"]`, { timeout: 5000 });
+    verdict.providerText = await row.textContent();
+  });
   await step("subscribed", async () => {
     await page.fill("#try-room", "demo:status");
     await page.click("#try-connect");

@@ -11,12 +11,13 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 
-from tests.fakes.pancake import FakePancake
+from tests.fakes.pancake import PACKAGE_EXPIRED, FakePancake
 from tests.support.node import node as find_node
 
 HERE = Path(__file__).parent
 TOKEN = "interop-token"
 REJECTED = "revoked-token"
+EXPIRED_PAGE = "777"
 
 
 @pytest_twisted.ensureDeferred
@@ -25,10 +26,12 @@ async def test_official_phoenix_client_joins_receives_and_is_refused() -> None:
     fake = FakePancake(reactor)
     port = fake.listen()
     fake.reject_token(REJECTED)
+    fake.expire_page(EXPIRED_PAGE)
     try:
         running = getProcessOutputAndValue(
             node,
-            [str(HERE / "phoenix_join.mjs"), f"ws://127.0.0.1:{port}/socket", TOKEN, REJECTED],
+            [str(HERE / "phoenix_join.mjs"), f"ws://127.0.0.1:{port}/socket", TOKEN, REJECTED,
+             EXPIRED_PAGE],
             env=dict(os.environ),
             path=str(HERE),
             reactor=reactor,
@@ -46,6 +49,8 @@ async def test_official_phoenix_client_joins_receives_and_is_refused() -> None:
         "event": {"message": {"id": "m1", "message": "xin chào"}},
         "heartbeatReply": True,
         "rejected": {"reason": "unauthorized"},
+        "expired": PACKAGE_EXPIRED["response"],
+        "multipleRefused": PACKAGE_EXPIRED["response"],  # one expired page refuses them all
     }
     request = fake.sessions[0]
     assert request.params["vsn"] == ["2.0.0"]

@@ -13,7 +13,8 @@ from twisted.internet import reactor
 
 from n2gateway.downstream.auth import issue_token
 from tests.fakes.pancake import FakePancake
-from tests.support.gateway import GatewayProcess, sleep
+from tests.support.gateway import GatewayProcess
+from tests.support.waiting import sleep
 from tests.support.socketio_peer import SocketIoPeer
 
 SECRET = "sources-secret-of-at-least-32-bytes"
@@ -25,15 +26,6 @@ async def peer_in(gateway: GatewayProcess, sub: str, rooms: list[str],
     for room in subscribe:
         assert await peer.emit("subscribe", room) == {"ok": True}
     return peer
-
-
-async def wait_plugin(gateway: GatewayProcess, plugin: str, field: str) -> None:
-    for _ in range(300):
-        health = await gateway.wait_healthy()
-        if health["plugins"].get(plugin, {}).get(field):
-            return
-        await sleep(0.1)
-    raise AssertionError(f"{plugin}.{field} never became true:\n{gateway.log_text()}")
 
 
 async def events(peer: SocketIoPeer, count: int) -> list[tuple[str, object]]:
@@ -50,15 +42,15 @@ async def test_a_pancake_event_reaches_a_socketio_dashboard_in_its_page_room(
                              "--pancake-url", fake.url(), database_url=database_url).start()
     peer = None
     try:
-        await wait_plugin(gateway, "pancake", "held")
+        await gateway.wait_plugin("pancake")
         peer = await peer_in(gateway, "dash", ["pancake*"], ["pancake:page:101"])
         answer = await treq.post(gateway.url + "/api/realtime/start", json.dumps(
             {"token": "tok-sio", "userId": "42", "pageIds": ["101", "202"]}).encode())
         assert answer.code == 200, await answer.text()
-        await fake.wait_joined(2).addTimeout(20, reactor)
-        fake.push("multiple_pages:42", "pages:new_message",
+        await fake.wait_joined(3).addTimeout(20, reactor)
+        fake.push("pages:202", "pages:new_message",
                   {"message": {"page_id": "202", "message": "other page"}})
-        fake.push("multiple_pages:42", "pages:new_message",
+        fake.push("pages:101", "pages:new_message",
                   {"message": {"page_id": "101", "message": "Chào shop"}})
         assert await events(peer, 1) == [
             ("pages:new_message", {"message": {"page_id": "101", "message": "Chào shop"}})]
@@ -80,7 +72,7 @@ async def test_chat_rows_from_two_backends_reach_socketio_clients(
     dashboard_backend = psycopg2.connect(database_url)
     dashboard_backend.autocommit = True
     try:
-        await wait_plugin(gateway, "chat", "listening")
+        await gateway.wait_plugin("chat", listening=True)
         student = await peer_in(gateway, "1", [], [])
         staff = await peer_in(gateway, "teacher-7", ["staff"], ["staff"])
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+
+import jwt
 
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 
 from tests.fakes.pancake import FakePancake
-from tests.support.gateway import ROOT, GatewayProcess, sleep
+from tests.support.gateway import ROOT, GatewayProcess
 
 ADMIN = "status-page-admin-token"
 
@@ -31,12 +34,14 @@ async def test_status_page_shows_providers_traffic_and_live_events(
     gateway.start()
     try:
         # Held once the leadership's first check hands Pancake to this gateway.
-        while not (await gateway.wait_healthy())["plugins"]["pancake"]["held"]:
-            await sleep(0.2)
+        await gateway.wait_plugin("pancake")
         other.start()  # a second gateway on the database: its page shows who holds Pancake
         await other.wait_healthy()
         screenshot = artifacts_dir / "status-page.png"
-        start = json.dumps({"token": "status-page-token", "userId": "42", "pageIds": ["101"]})
+        # A Pancake JWT with 2.5 days left: the page warns about it.
+        token = jwt.encode({"sub": "42", "exp": int(time.time() + 2.5 * 86400)},
+                           "status-page-signing-key-0123456789", algorithm="HS256")
+        start = json.dumps({"token": token, "userId": "42", "pageIds": ["101"]})
         # The fake upstream runs on this reactor: the browser script runs in a thread.
         done = await deferToThread(
             subprocess.run,
@@ -52,6 +57,8 @@ async def test_status_page_shows_providers_traffic_and_live_events(
     assert "failure" not in verdict, verdict
     assert verdict["steps"][-1] == "held elsewhere"
     assert "held by node-a" in verdict["elsewhereText"]
+    assert "expires in 2.5 days" in verdict["providerText"]
+    assert token not in verdict["pageText"]
     assert verdict["errors"] == []
     assert "[redacted]" in verdict["recentText"]
     assert "hunter2-do-not-show" not in verdict["recentText"]

@@ -8,14 +8,13 @@ from typing import Any, Callable
 
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
 
 from n2gateway.upstream.service import UpstreamService
 from n2gateway.upstream.status import UpstreamStatus
-from n2gateway.upstream.tpos import TposCredentials, build_tpos_service
+from n2gateway_plugins.tpos.session import TposCredentials, build_tpos_service
 from tests.support.node_tpos import NodeTpos
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, sleep
 
 TOKEN = "interop-tpos-token-5f1c"
 ROOM = "shop.tpos.vn"
@@ -33,7 +32,7 @@ def tpos(server: NodeTpos, status: UpstreamStatus, events: list) -> UpstreamServ
 
 
 async def run_against(server: NodeTpos, scenario: Callable[..., Any]) -> str:
-    """Run C{scenario(service, status, events)} against C{server}; return the log text."""
+    """Run ``scenario(service, status, events)`` against ``server``; return the log text."""
     status, events = UpstreamStatus(), []
     await server.start()
     service = tpos(server, status, events)
@@ -63,7 +62,7 @@ async def test_connects_joins_relays_and_reconnects_after_a_server_disconnect() 
         await eventually(lambda: status.connected)
 
         # Six ping intervals: the server would have dropped a client that did not pong.
-        await deferLater(reactor, 0.9)
+        await sleep(0.9)
         assert server.seen("disconnected") == [] and status.connected
 
         await server.command(f"emit {ROOM} on-events {json.dumps(order)}")
@@ -94,7 +93,7 @@ async def test_a_rejected_token_needs_login_without_a_retry_storm() -> None:
     async def scenario(service: UpstreamService, status: UpstreamStatus, events: list) -> None:
         await server.command(f"reject {TOKEN}")
         await eventually(lambda: status.needs_login)
-        await deferLater(reactor, 1.0)  # ten backoff delays of 0.1 s
+        await sleep(1.0)  # ten backoff delays of 0.1 s
         assert server.seen("refused") == [{"room": ROOM, "headerMatches": True}]
         assert len(server.seen("transport")) == 1
         assert status.as_dict()["lastError"] == "connect refused: unauthorized"

@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 
-from tests.support.ws import eventually
+from tests.support.waiting import eventually
 
 HERE = Path(__file__).parent
 

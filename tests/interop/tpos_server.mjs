@@ -8,6 +8,7 @@
 //   disconnect                   server-side disconnect of every /chatomni socket
 //   close                        close every client's underlying connection
 //   quit
+// A token that is a JWT past its exp is refused, as TPOS refuses an expired one.
 // Secrets are never printed: the auth checks are reported as booleans.
 import { createServer } from "node:http";
 import { createInterface } from "node:readline";
@@ -25,11 +26,22 @@ io.engine.on("connection", (raw) => {
   say({ transport: { query: raw.request.url.split("?")[1], origin: raw.request.headers.origin } });
 });
 
+function expired(token) {
+  try {
+    const { exp } = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString());
+    return typeof exp === "number" && exp * 1000 <= Date.now();
+  } catch {
+    return false;  // not a JWT
+  }
+}
+
 nsp.use((socket, next) => {
   const { token, room } = socket.handshake.auth;
   const header = socket.handshake.headers.authorization;
-  if (!token || rejected.has(token) || header !== `Bearer ${token}`) {
-    say({ refused: { room, headerMatches: header === `Bearer ${token}` } });
+  const tooOld = Boolean(token) && expired(token);
+  if (!token || rejected.has(token) || tooOld || header !== `Bearer ${token}`) {
+    const why = tooOld ? { expired: true } : {};
+    say({ refused: { room, headerMatches: header === `Bearer ${token}`, ...why } });
     return next(new Error("unauthorized"));
   }
   next();

@@ -13,9 +13,9 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 TWISTD = Path(sys.executable).with_name("twistd")
@@ -31,8 +31,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds)
+def rss_kib(pid: int) -> int:
+    """A process's resident memory, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
 
 
 class GatewayProcess:
@@ -40,9 +44,10 @@ class GatewayProcess:
 
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
                  port: int | None = None, database_url: str | None = None,
-                 twistd: list[str] | None = None) -> None:
+                 twistd: list[str] | None = None, cwd: Path = ROOT) -> None:
         #: How to run twistd: another virtualenv's interpreter, for instance.
         self.twistd = twistd or [str(TWISTD)]
+        self.cwd = cwd
         self.port = port or free_port()
         self.data_dir = tmp_path / "data"
         self.log_path = tmp_path / f"gateway-{self.port}.log"
@@ -64,7 +69,7 @@ class GatewayProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [*self.twistd, "--pidfile=", "-n", "n2gateway", *self.args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def log_text(self) -> str:
@@ -82,29 +87,30 @@ class GatewayProcess:
         except OSError:
             return None
 
+    def _running(self) -> bool:
+        """True while the process runs; a test waiting on it fails once it exits."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log_text()}")
+        return True
+
     async def wait_healthy(self, timeout: float = 60.0) -> dict:
-        waited = 0.0
-        while waited < timeout:
-            if self.process.poll() is not None:
-                raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log_text()}")
-            answer = self.health()
-            if answer and answer[0] == 200:
-                return answer[1]
-            await sleep(0.2)
-            waited += 0.2
-        raise AssertionError(f"gateway not healthy after {timeout} s:\n{self.log_text()}")
+        def healthy() -> dict | None:
+            answer = self._running() and self.health()
+            return answer[1] if answer and answer[0] == 200 else None
+
+        return await eventually(healthy, timeout, lambda: f"healthy:\n{self.log_text()}", 0.2)
 
     async def wait_for_log(self, text: str, count: int = 1, timeout: float = 30.0) -> str:
         """Wait until ``text`` is in the log ``count`` times; return the log."""
-        waited = 0.0
-        while self.log_text().count(text) < count:
-            if self.process.poll() is not None:
-                raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log_text()}")
-            if waited > timeout:
-                raise AssertionError(f"{text!r} not logged {count} times in {timeout} s:\n{self.log_text()}")
-            await sleep(0.1)
-            waited += 0.1
-        return self.log_text()
+        def logged() -> str | None:
+            log = self.log_text()
+            if log.count(text) >= count:
+                return log
+            self._running()
+            return None
+
+        return await eventually(logged, timeout,
+                                lambda: f"{text!r} logged {count} times:\n{self.log_text()}", 0.1)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Healthy, the hub following the journal and every provider held by this node.
@@ -114,28 +120,40 @@ class GatewayProcess:
         import urllib.request
 
         await self.wait_healthy(timeout)
-        waited = 0.0
-        while waited < timeout:
-            status, health = self.health()
+
+        def ready() -> bool:
+            _, health = self.health()
             request = urllib.request.Request(self.url + "/api/hub/status", headers=(
                 {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}))
             with urllib.request.urlopen(request, timeout=2) as answer:
                 hub = json.loads(answer.read())
             plugins = health.get("plugins", {}).values()
-            if hub["ready"] and all(p.get("held", True) for p in plugins if isinstance(p, dict)):
-                return
-            await sleep(0.1)
-            waited += 0.1
-        raise AssertionError(f"gateway not ready after {timeout} s:\n{self.log_text()}")
+            return hub["ready"] and all(p.get("held", True) for p in plugins if isinstance(p, dict))
+
+        await eventually(ready, timeout, lambda: f"ready:\n{self.log_text()}", 0.1)
+
+    async def wait_plugin(self, plugin: str, timeout: float = 60.0, **wanted: Any) -> dict:
+        """``plugin``'s status in /health once it has every ``wanted`` field (by default
+        ``held=True``: the leadership, after its grace period, gave this gateway the
+        plugin's source)."""
+        wanted = wanted or {"held": True}
+        status: dict = {}
+
+        async def reached() -> dict | None:
+            nonlocal status
+            status = (await self.wait_healthy())["plugins"].get(plugin, {})
+            return status if all(status.get(k) == v for k, v in wanted.items()) else None
+
+        return await eventually(reached, timeout, lambda: (
+            f"{plugin} with {wanted}: {status}\n{self.log_text()}"), 0.1)
 
     async def wait_exit(self, timeout: float = 30.0) -> int:
-        waited = 0.0
-        while self.process.poll() is None:
-            if waited > timeout:
-                self.process.kill()
-                raise AssertionError(f"gateway did not exit in {timeout} s:\n{self.log_text()}")
-            await sleep(0.1)
-            waited += 0.1
+        try:
+            await eventually(lambda: self.process.poll() is not None, timeout,
+                             lambda: f"the gateway to exit:\n{self.log_text()}", 0.1)
+        except AssertionError:
+            self.process.kill()
+            raise
         return self.process.returncode
 
     async def terminate(self) -> int:
@@ -149,7 +167,7 @@ class GatewayProcess:
     def run_to_exit(self, timeout: float = 60.0) -> subprocess.CompletedProcess:
         """Run to completion (for start-up failures): returns its exit code and output."""
         return subprocess.run(
-            [*self.twistd, "--pidfile=", "-n", "n2gateway", *self.args], cwd=ROOT,
+            [*self.twistd, "--pidfile=", "-n", "n2gateway", *self.args], cwd=self.cwd,
             env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def ensure_stopped(self) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import deferLater
 
 from tests.support.node import INTEROP, node as find_node
+from tests.support.waiting import eventually
 
 
 class NodeTpos(ProcessProtocol):
@@ -59,15 +59,18 @@ class NodeTpos(ProcessProtocol):
 
     async def wait_for(self, key: str, count: int = 1, timeout: float = 10.0) -> Any:
         """The ``count``-th message printed under ``key``, once it is there."""
-        waited = 0.0
-        while len(self.seen(key)) < count:
-            if self._ended.called or waited > timeout:
-                raise AssertionError(
-                    f"no {count}x {key!r} from tpos_server.mjs; saw {self.messages}; "
-                    f"stderr: {self.stderr.decode(errors='replace')}")
-            await deferLater(reactor, 0.02)
-            waited += 0.02
+        def printed() -> bool:
+            if len(self.seen(key)) >= count:
+                return True
+            assert not self._ended.called, self._what(key, count)
+            return False
+
+        await eventually(printed, timeout, lambda: self._what(key, count))
         return self.messages[[i for i, m in enumerate(self.messages) if key in m][count - 1]]
+
+    def _what(self, key: str, count: int) -> str:
+        return (f"{count}x {key!r} from tpos_server.mjs; saw {self.messages}; "
+                f"stderr: {self.stderr.decode(errors='replace')}")
 
     async def command(self, line: str) -> None:
         done = len(self.seen("done"))

@@ -1,11 +1,14 @@
-"""The official socket.io-client in a Node subprocess (``tests/interop/socketio_peer.mjs``),
-driven with JSON commands on its stdin; its JSON records are awaited without blocking
-the reactor."""
+"""A Socket.IO client in a subprocess, driven with JSON commands on its stdin; its
+JSON records are awaited without blocking the reactor. The official socket.io-client
+in Node (``tests/interop/socketio_peer.mjs``), or python-socketio's client
+(``tests/interop/python_socketio_peer.py``), or socket.io-client 2.x
+(``tests/interop/socketio_v2_peer.mjs``)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 from twisted.internet import defer, protocol, reactor
@@ -23,18 +26,25 @@ class SocketIoPeer(protocol.ProcessProtocol):
         self.ended: defer.Deferred = defer.Deferred()
 
     @classmethod
-    def spawn(cls) -> "SocketIoPeer":
+    def spawn(cls, client: str = "node") -> "SocketIoPeer":
         peer = cls()
-        executable = node("socket.io-client")
-        reactor.spawnProcess(peer, executable, [executable, str(INTEROP / "socketio_peer.mjs")],
+        if client == "python":
+            executable, script = sys.executable, "python_socketio_peer.py"
+        elif client == "v2":
+            executable, script = node("socket.io-client-v2"), "socketio_v2_peer.mjs"
+        else:
+            executable, script = node("socket.io-client"), "socketio_peer.mjs"
+        reactor.spawnProcess(peer, executable, [executable, str(INTEROP / script)],
                              env=dict(os.environ), path=str(INTEROP))
         return peer
 
     @classmethod
-    async def connected(cls, url: str, auth: dict) -> "SocketIoPeer":
-        """A new client, connected (as a fresh session) with ``auth``."""
-        peer = cls.spawn()
-        peer.command("connect", url=url, auth=auth)
+    async def connected(cls, url: str, auth: dict, client: str = "node",
+                        **options: Any) -> "SocketIoPeer":
+        """A new ``client``, connected (as a fresh session) with ``auth`` and the
+        client's own ``options`` (its defaults when none)."""
+        peer = cls.spawn(client)
+        peer.command("connect", url=url, auth=auth, options=options)
         assert (await peer.next("connect"))["recovered"] is False
         return peer
 
@@ -80,7 +90,12 @@ class SocketIoPeer(protocol.ProcessProtocol):
         waiter: defer.Deferred = defer.Deferred()
         self._waiters.append((kind, waiter))
         waiter.addTimeout(timeout, reactor)
-        return await waiter
+        try:
+            return await waiter
+        finally:
+            # Timed out: a later record must not go to this waiter.
+            if (kind, waiter) in self._waiters:
+                self._waiters.remove((kind, waiter))
 
     async def emit(self, event: str, *args: Any, tag: str = "") -> Any:
         self.command("emit", event=event, args=list(args), tag=tag)

@@ -1,75 +1,20 @@
-"""Real-socket helpers for hub tests: an in-process gateway and a WebSocket client.
+"""A WebSocket client of the gateway's ``/ws`` endpoint, for tests.
 
-The client is Autobahn's own client protocol, so the gateway is exercised through a
-real TCP connection and real framing; it keeps every frame it receives, can stop
-reading its socket (a slow consumer), and reports how the connection was closed.
+It is Autobahn's own client protocol, so the gateway is exercised through a real TCP
+connection and real framing; it keeps every frame it receives, can stop reading its
+socket (a slow consumer), and reports how the connection was closed.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Callable
 
-import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from n2gateway.config import Settings
-from n2gateway.gateway import Gateway
-from n2gateway.plugins import load_plugins
-from tests.support.gateway import SOURCE_PLUGINS
-from tests.support.gateway import free_port, sleep
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll ``check`` on the real reactor until it returns something truthy."""
-    waited = 0.0
-    while True:
-        result = check()
-        if result:
-            return result
-        if waited >= timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        await sleep(0.02)
-        waited += 0.02
-
-
-class GatewayInProcess:
-    """A ``Gateway`` service listening on a free loopback port, on the real reactor."""
-
-    def __init__(self, tmp_path: Path, database_url: str, **settings: Any) -> None:
-        self.port = free_port()
-        self.settings = Settings(http=f"tcp:{self.port}:interface=127.0.0.1",
-                                 database_url=database_url, data_dir=tmp_path, **settings)
-        self.gateway = Gateway(self.settings, load_plugins(disabled=SOURCE_PLUGINS), reactor)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> "GatewayInProcess":
-        self.gateway.privilegedStartService()
-        self.gateway.startService()
-        await eventually(lambda: self.gateway.hub.ready, 30, "the hub to be ready")
-        return self
-
-    async def stop(self) -> None:
-        await self.gateway.stopService()
-
-    async def publish(self, rooms: list[str], event: str = "e", payload: Any = None,
-                      token: str | None = None) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        answer = await treq.post(self.url + "/api/publish", headers=headers,
-                                 json={"rooms": rooms, "event": event, "payload": payload})
-        return answer.code, await answer.json()
-
-    async def status(self, token: str | None = None) -> dict:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        answer = await treq.get(self.url + "/api/hub/status", headers=headers)
-        assert answer.code == 200
-        return await answer.json()
+from tests.support.waiting import eventually
 
 
 class ClientProtocol(WebSocketClientProtocol):
@@ -141,7 +86,7 @@ class WsClient:
             return next((f for f in self.frames[start:] if f.get("type") in types and match(f)),
                         None)
 
-        return await eventually(found, timeout, f"a {types} frame; got {self.frames[-5:]}")
+        return await eventually(found, timeout, lambda: f"a {types} frame; got {self.frames[-5:]}")
 
     def events(self, room: str | None = None) -> list[dict]:
         """Event frames (those with an offset), optionally of one room."""
@@ -153,7 +98,7 @@ class WsClient:
 
     async def wait_events(self, count: int, timeout: float = 10.0) -> list[dict]:
         await eventually(lambda: len(self.events()) >= count, timeout,
-                         f"{count} events; got {len(self.events())}")
+                         lambda: f"{count} events; got {len(self.events())}")
         return self.events()
 
     # -- flow control and closing ----------------------------------------------------

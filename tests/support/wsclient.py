@@ -5,7 +5,6 @@ last offset it saw, as a well-behaved dashboard does."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
@@ -42,7 +41,6 @@ class ResumingClient:
         self.user = user
         self.retry_delay = retry_delay
         self.offsets: list[int] = []
-        self.received_at: dict[int, float] = {}
         self.close_codes: list[int | None] = []
         self.connected_to: list[int] = []
         self.subscribed = False
@@ -87,7 +85,6 @@ class ResumingClient:
         elif "offset" in frame and frame.get("room") == self.room:
             offset = int(frame["offset"])
             self.offsets.append(offset)
-            self.received_at[offset] = time.monotonic()
 
     def _closed(self, attempt: int, code: int | None) -> None:
         if code is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.internet import defer, task
 
 from n2gateway.db import DatabaseUnavailable
-from plugins.chat.store import SyncResult
-from plugins.chat.sync import ChatSync
+from n2gateway_plugins.chat.store import SyncResult
+from n2gateway_plugins.chat.sync import ChatSync
 
 
 class FakeListener:

@@ -20,18 +20,19 @@ PASSWORD = "Sup3rS3cretPw"
 GOOD_VALUES = {
     "http": "tcp:9001:interface=127.0.0.1",
     "database-url": f"postgresql://gw:{PASSWORD}@db.example:5433/n2",
-    "admin-token": "admin-tok",
-    "jwt-secret": "jwt-sec",
-    "pancake-url": "ws://127.0.0.1:4000/socket/websocket",
-    "tpos-url": "ws://127.0.0.1:4001/socket.io/",
+    "admin-token": "admin-token-of-the-tests",
+    "jwt-secret": "jwt-secret-of-the-tests",
     "credentials-key": Fernet.generate_key().decode(),
     "disable-plugin": "tpos, chat",
     "retention": "30m",
     "retention-rows": "500",
     "poll-interval": "2.5",
     "recovery-ttl": "5m",
+    "token-warning": "3d",
+    "max-subscriptions": "50",
     "node-id": "gw-1",
     "log-format": "json",
+    "cors-origins": "https://app.example, http://localhost:3000",
 }
 
 # A second good value, for the variable when the option also gives one.
@@ -44,15 +45,19 @@ OTHER_VALUES = {
     "retention-rows": "7",
     "poll-interval": "9",
     "recovery-ttl": "45s",
+    "cors-origins": "https://other.example",
+    "token-warning": "12h",
+    "max-subscriptions": "3",
 }
 
 FIELDS = {
     "http": "http", "database-url": "database_url", "data-dir": "data_dir",
-    "admin-token": "admin_token", "jwt-secret": "jwt_secret", "pancake-url": "pancake_url",
-    "tpos-url": "tpos_url", "credentials-key": "credentials_key",
+    "admin-token": "admin_token", "jwt-secret": "jwt_secret", "credentials-key": "credentials_key",
     "disable-plugin": "disabled_plugins", "retention": "retention",
     "retention-rows": "retention_rows", "poll-interval": "poll_interval",
-    "recovery-ttl": "recovery_ttl", "node-id": "node_id", "log-format": "log_format",
+    "recovery-ttl": "recovery_ttl", "token-warning": "token_warning", "node-id": "node_id",
+    "log-format": "log_format", "max-subscriptions": "max_subscriptions",
+    "cors-origins": "cors_origins",
 }
 
 
@@ -63,11 +68,12 @@ def settings(options=None, env=None) -> Settings:
 def expected(name: str, value: str):
     if name == "data-dir":
         return Path(value)
-    if name == "disable-plugin":
+    if name in ("disable-plugin", "cors-origins"):
         return tuple(v.strip() for v in value.split(","))
-    if name in ("retention", "recovery-ttl"):
-        return {"30m": 1800.0, "2h": 7200.0, "5m": 300.0, "45s": 45.0}[value]
-    if name == "retention-rows":
+    if name in ("retention", "recovery-ttl", "token-warning"):
+        return {"30m": 1800.0, "2h": 7200.0, "5m": 300.0, "45s": 45.0, "3d": 259200.0,
+                "12h": 43200.0}[value]
+    if name in ("retention-rows", "max-subscriptions"):
         return int(value)
     if name == "poll-interval":
         return float(value)
@@ -91,7 +97,7 @@ def test_the_option_wins_over_its_variable(option, tmp_path):
     if option.name == "data-dir":
         env_value, opt_value = str(tmp_path / "env"), str(tmp_path / "opt")
     else:
-        env_value = OTHER_VALUES.get(option.name, "from-env")
+        env_value = OTHER_VALUES.get(option.name, "from-env-long-enough")
         opt_value = GOOD_VALUES[option.name]
     options = {option.name: opt_value}
     if option.name != "data-dir":
@@ -107,11 +113,17 @@ def test_defaults_without_options_or_environment(tmp_path, monkeypatch):
     assert s.database_url is None and s.database_kind == "embedded"
     assert s.data_dir == Path(".n2gateway") and (tmp_path / ".n2gateway").is_dir()
     assert s.admin_token is None and s.jwt_secret is None and s.credentials_key is None
-    assert s.pancake_url == "wss://pancake.vn/socket/websocket"
-    assert s.tpos_url == "wss://rt-2.tpos.app/socket.io/"
     assert s.plugins == () and s.disabled_plugins == ()
     assert (s.retention, s.retention_rows, s.poll_interval) == (86400.0, 1_000_000, 1.0)
     assert s.recovery_ttl == 120.0
+    assert s.cors_origins == ()
+    assert s.max_subscriptions == 1000
+
+
+@pytest.mark.parametrize("value", ["app.example", "https://app.example/path", "ftp://x.example"])
+def test_cors_origins_must_be_origins(value, tmp_path):
+    message = usage_error({"cors-origins": value, "data-dir": str(tmp_path)})
+    assert message.startswith(f"--cors-origins: {value!r} is not an origin like")
 
 
 @pytest.mark.parametrize("option, value, says", [
@@ -122,6 +134,7 @@ def test_defaults_without_options_or_environment(tmp_path, monkeypatch):
     ("recovery-ttl", "0", "must be more than zero"),
     ("retention-rows", "0", "expected a positive whole number"),
     ("retention-rows", "1e6", "expected a positive whole number"),
+    ("max-subscriptions", "0", "expected a positive whole number"),
 ])
 def test_bad_retention_and_poll_values_are_one_line(option, value, says, tmp_path):
     message = usage_error({option: value, "data-dir": str(tmp_path)})
@@ -141,26 +154,18 @@ def test_plugins_come_from_the_option_or_the_comma_list(tmp_path):
     assert settings({"plugin": ["x.y"]}, env).plugins == ("x.y",)
 
 
-def test_plugin_settings_come_from_n2gateway_variables_only(tmp_path):
-    s = settings({}, {"N2GATEWAY_DATA_DIR": str(tmp_path), "N2GATEWAY_CHAT_TABLE": "msgs",
-                      "DATABASE_PASSWORD": "x"})
-    assert s.plugin_setting("chat_table", "chats") == "msgs"
-    assert s.plugin_setting("other", "dflt") == "dflt"
-    assert "DATABASE_PASSWORD" not in s.plugin_env
-
-
 def test_command_line_options_reach_the_settings(tmp_path, monkeypatch):
     """Through ``twistd``'s own parser: dashed names, repeatable --plugin."""
     for option in OPTIONS:
         monkeypatch.delenv(option.env, raising=False)
-    monkeypatch.setenv("N2GATEWAY_ADMIN_TOKEN", "from-env")
+    monkeypatch.setenv("N2GATEWAY_ADMIN_TOKEN", "from-env-long-enough")
     options = tap.Options()
     options.parseOptions([
-        "--http", "tcp:9005", "--data-dir", str(tmp_path), "--admin-token", "from-opt",
+        "--http", "tcp:9005", "--data-dir", str(tmp_path), "--admin-token", "from-opt-long-enough",
         "--database-url", GOOD_VALUES["database-url"], "--disable-plugin", "tpos"])
     s = options.settings
     assert (s.http, s.admin_token, s.database_url, s.data_dir, s.disabled_plugins) == (
-        "tcp:9005", "from-opt", GOOD_VALUES["database-url"], tmp_path, ("tpos",))
+        "tcp:9005", "from-opt-long-enough", GOOD_VALUES["database-url"], tmp_path, ("tpos",))
 
 
 def usage_error(options=None, env=None) -> str:
@@ -223,6 +228,24 @@ def test_a_bad_fernet_key_is_one_line_without_the_key(key, tmp_path):
     message = usage_error({"credentials-key": key, "data-dir": str(tmp_path)})
     assert message.startswith("--credentials-key: not a Fernet key")
     assert key not in message
+
+
+@pytest.mark.parametrize("name", ["admin-token", "jwt-secret"])
+@pytest.mark.parametrize("value, says", [("", "empty"), ("fifteen-bytes!!", "too short"),
+                                         ("ééééééé", "too short")])  # 14 bytes, 7 characters
+def test_an_empty_or_short_secret_is_one_usage_line_that_never_repeats_it(
+        name, value, says, tmp_path):
+    env = next(o.env for o in OPTIONS if o.name == name)
+    for source in ({"options": {name: value}}, {"env": {env: value}}):
+        message = usage_error({"data-dir": str(tmp_path), **source.get("options", {})},
+                              source.get("env"))
+        assert message.startswith(f"--{name}: {says}; use at least 16 bytes")
+        assert not value or value not in message
+
+
+def test_a_secret_of_sixteen_bytes_is_enough(tmp_path):
+    s = settings({"admin-token": "x" * 16, "jwt-secret": "y" * 16, "data-dir": str(tmp_path)})
+    assert (s.admin_token, s.jwt_secret) == ("x" * 16, "y" * 16)
 
 
 def test_settings_are_frozen(tmp_path):

@@ -14,9 +14,9 @@ SECRET = "s3cret-for-tests-only-0123456789abcdef"
 
 
 def test_a_valid_token_names_the_user_and_its_rooms():
-    identity = Authenticator(SECRET).authenticate(
-        issue_token(SECRET, "42", ["staff", "tpos:*"], ttl=60), None)
-    assert identity == Identity(sub="42", rooms=("staff", "tpos:*"))
+    identity = Authenticator(SECRET, now=lambda: 1000.0).authenticate(
+        issue_token(SECRET, "42", ["staff", "tpos:*"], ttl=60, now=1000.0), None)
+    assert identity == Identity(sub="42", rooms=("staff", "tpos:*"), expires=1060)
     assert identity.own_room == "user:42"
 
 
@@ -43,6 +43,12 @@ def test_a_token_without_rooms_may_join_only_its_own_room():
      "rooms must be a list"),
     (lambda: jwt.encode({"sub": "1"}, SECRET * 2, algorithm="HS512"), "invalid token"),
     (lambda: "not.a.jwt", "invalid token"),
+    (lambda: issue_token(SECRET, ""), "sub must be a non-empty string"),
+    (lambda: issue_token(SECRET, "a\x00b"), "sub must not contain control characters"),
+    (lambda: jwt.encode({"sub": "1", "exp": "soon"}, SECRET, algorithm="HS256"),
+     "exp must be a number"),
+    (lambda: jwt.encode({"sub": "1", "exp": float("nan")}, SECRET, algorithm="HS256"),
+     "exp must be a number"),
     (lambda: None, "a token is required"),
 ])
 def test_bad_tokens_are_refused_with_a_safe_reason(make_token, message):
@@ -82,3 +88,43 @@ def test_issue_token_sets_exp_from_ttl():
     assert claims == {"sub": "1", "exp": 1030}
     assert abs(jwt.decode(issue_token(SECRET, "1", ttl=30), SECRET, algorithms=["HS256"])["exp"]
                - (time.time() + 30)) < 5
+
+
+@pytest.mark.parametrize("user_id", ["a\x00b", "\ud800", "line\nbreak", "x" * 201])
+def test_development_mode_refuses_user_ids_that_cannot_name_a_room(user_id):
+    with pytest.raises(AuthError, match="userId must"):
+        Authenticator(None).authenticate(None, user_id)
+
+
+def test_exp_is_checked_against_the_authenticators_clock():
+    token = issue_token(SECRET, "1", ttl=60, now=1000.0)
+    assert Authenticator(SECRET, now=lambda: 1059.0).authenticate(token, None).expires == 1060
+    with pytest.raises(AuthError, match="token expired"):
+        Authenticator(SECRET, now=lambda: 1060.0).authenticate(token, None)
+
+
+def test_a_refresh_keeps_the_user_and_takes_the_new_rooms_and_exp():
+    auth = Authenticator(SECRET, now=lambda: 1000.0)
+    current = auth.authenticate(issue_token(SECRET, "42", ["staff"], ttl=60, now=1000.0), None)
+    fresh = auth.refresh(current, issue_token(SECRET, "42", ["tpos"], ttl=600, now=1000.0))
+    assert fresh == Identity(sub="42", rooms=("tpos",), expires=1600)
+
+
+@pytest.mark.parametrize("token, message", [
+    (issue_token(SECRET, "43", ttl=600, now=1000.0), "cannot change sub"),
+    (issue_token(SECRET, "42", ttl=-1, now=1000.0), "token expired"),
+    (issue_token("another-secret-another-secret-xx", "42"), "invalid token"),
+    (None, "needs a token"),
+    (42, "needs a token"),
+])
+def test_a_refresh_is_refused_for_another_user_or_a_bad_token(token, message):
+    auth = Authenticator(SECRET, now=lambda: 1000.0)
+    current = Identity(sub="42", expires=1060)
+    with pytest.raises(AuthError, match=message):
+        auth.refresh(current, token)
+
+
+def test_development_mode_has_nothing_to_refresh():
+    auth = Authenticator(None)
+    with pytest.raises(AuthError, match="development mode"):
+        auth.refresh(auth.authenticate(None, "1"), issue_token(SECRET, "1"))

@@ -12,7 +12,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from n2gateway.config import build_settings
 from n2gateway.db import DatabaseUnavailable
-from n2gateway.db.pool import describe_error
+from n2gateway.db.errors import describe_error
 from n2gateway.gateway import Gateway, retry_delay
 from n2gateway.plugins import load_plugins
 
@@ -92,13 +92,15 @@ def test_the_gateway_retries_with_growing_delays_and_says_why(tmp_path, log_line
         while flaky.pings <= flaky.failures:
             (call,) = clock.getDelayedCalls()
             waits.append(call.getTime() - clock.seconds())
-            assert gateway.database_state == "starting" and gateway.database_error == reason
+            database = gateway.operations.database
+            assert database.state == "starting" and database.error == reason
             clock.advance(waits[-1])
     finally:
         module.apply_migrations = original
 
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
-    assert gateway.database_state == "up" and gateway.database_error is None
+    assert gateway.operations.database.state == "up"
+    assert gateway.operations.database.error is None
     assert len(migrated) == 1 and migrated[0][0].namespace == "core"
     retries = [line for line in log_lines if "database unreachable" in line]
     assert len(retries) == 6
@@ -129,9 +131,10 @@ def test_a_database_lost_during_migrations_is_waited_for(tmp_path, log_lines, mo
     import n2gateway.gateway as module
     monkeypatch.setattr(module, "apply_migrations", migrations)
     gateway.startService()
-    assert runs == [0] and gateway.database_state == "starting" and not gateway.ready
+    assert runs == [0] and gateway.operations.database.state == "starting"
+    assert not gateway.operations.ready
     clock.advance(0.5)
-    assert runs == [0, 1] and gateway.ready
+    assert runs == [0, 1] and gateway.operations.ready
     assert any("database lost during migrations" in line for line in log_lines)
     assert not [line for line in log_lines if "start-up failed" in line]
     gateway.stopService()
@@ -227,5 +230,5 @@ def test_the_recovery_ttl_reaches_the_socketio_sessions(tmp_path):
     clock = Clock()
     settings = build_settings({"database-url": URL, "data-dir": str(tmp_path),
                                "recovery-ttl": "5m"}, {}, clock)
-    sessions = Gateway(settings, load_plugins(), clock).endpoints["socket.io"].sessions
+    sessions = Gateway(settings, load_plugins(), clock).endpoints["socket.io"].socketio.sessions
     assert sessions.ttl == 300.0

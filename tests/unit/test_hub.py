@@ -8,8 +8,9 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from n2gateway.downstream.auth import Identity
-from n2gateway.hub import MAX_HELD, Hub, Refused
+from n2gateway.hub import Hub
 from n2gateway.journal import READ_BATCH, Event
+from n2gateway.session import MAX_HELD, Refused
 from tests.fakes.journal import FakeJournal
 
 

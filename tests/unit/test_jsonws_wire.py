@@ -7,7 +7,8 @@ import json
 import pytest
 from autobahn.twisted.websocket import WebSocketServerFactory
 
-from n2gateway.downstream.jsonws import JsonWire, ProtocolError, parse_offset
+from n2gateway.codecs.jsonws import ProtocolError, parse_offset
+from n2gateway.downstream.jsonws import JsonWire
 from n2gateway.journal import Event
 
 

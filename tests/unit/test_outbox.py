@@ -8,7 +8,8 @@ from types import SimpleNamespace
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 
-from n2gateway.downstream.outbox import SLOW_CONSUMER_CODE, Outbox
+from n2gateway.downstream.close_codes import CLOSE_SLOW_CONSUMER
+from n2gateway.downstream.outbox import Outbox
 
 
 def frame(size: int = 10, tag: int = 0):
@@ -59,7 +60,7 @@ def test_a_batch_goes_out_in_one_write_or_waits_whole_and_counts_against_the_lim
     r.outbox.send_batch([frame(40, tag=3), frame(40, tag=4)])
     assert r.sent == first and r.closes == []
     r.outbox.send_batch([frame(40, tag=5)])  # 120 bytes waiting: over the limit
-    assert [code for code, _ in r.closes] == [SLOW_CONSUMER_CODE]
+    assert [code for code, _ in r.closes] == [CLOSE_SLOW_CONSUMER]
 
 
 def test_a_pause_during_the_drain_stops_it_and_keeps_the_rest():
@@ -90,7 +91,7 @@ def test_past_the_limit_the_consumer_is_closed_once_with_4008_and_its_backlog_dr
     r.outbox.send_prepared(frame(10))
     assert len(r.closes) == 1
     code, reason = r.closes[0]
-    assert code == SLOW_CONSUMER_CODE
+    assert code == CLOSE_SLOW_CONSUMER
     assert "slow consumer" in reason and "offset" in reason
     for _ in range(10):
         r.outbox.send_prepared(frame(10))
@@ -139,3 +140,26 @@ def test_writable_fires_when_the_outbox_closes_so_no_replay_waits_forever():
     r.outbox.stopProducing()
     assert waiting.called
     assert r.outbox.writable().called
+
+
+def test_bytes_written_around_the_queue_while_paused_count_against_the_limit():
+    r = Recorder(limit=100)
+    r.outbox.wrote(500)  # flowing: the socket takes them, nothing waits
+    r.outbox.pauseProducing()
+    r.outbox.send_prepared(frame(40))
+    r.outbox.wrote(60)  # pongs waiting in the transport's buffer
+    assert r.closes == []
+    r.outbox.wrote(1)
+    assert [code for code, _ in r.closes] == [CLOSE_SLOW_CONSUMER]
+    r.outbox.wrote(1000)  # the close frame itself: closed once
+    assert len(r.closes) == 1
+
+
+def test_a_drained_transport_forgets_what_waited_in_its_buffer():
+    r = Recorder(limit=100)
+    r.outbox.pauseProducing()
+    r.outbox.wrote(90)
+    r.outbox.resumeProducing()  # Twisted resumes once its buffer is empty
+    r.outbox.pauseProducing()
+    r.outbox.wrote(90)
+    assert r.closes == []

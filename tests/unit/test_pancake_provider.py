@@ -7,56 +7,31 @@ credential store is an in-memory stand-in with the same methods.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
+from twisted.python.usage import UsageError
 
+from n2gateway.config import Settings
 from n2gateway.credentials import StoredCredentials
 from n2gateway.db import DatabaseUnavailable
+from n2gateway.plugin_options import parse_plugin_options
+from n2gateway.plugins import declared_options, load_plugins
 from n2gateway.upstream.backoff import upstream_backoff
-from n2gateway.upstream.pancake import PancakeCredentials
-from plugins.pancake.provider import PancakeProvider
+from n2gateway_plugins.pancake.session import PancakeCredentials
+from n2gateway_plugins.pancake import _provider
+from n2gateway_plugins.pancake.provider import PancakeProvider
+from tests.fakes.credentials import MemoryStore
 from tests.fakes.memory import MemoryEndpoint
 from tests.fakes.pancake import FakePancake
 
 TOKEN = "TOKEN-provider-111"
 NEW_TOKEN = "TOKEN-provider-222"
 COOKIE = "sid=COOKIE-provider-333"
-
-
-class MemoryStore:
-    """The CredentialStore's methods over a dict; ``down`` makes them fail."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, StoredCredentials] = {}
-        self.down = 0  # this many calls fail with DatabaseUnavailable
-        self.calls: list[str] = []
-
-    def _call(self, name: str) -> None:
-        self.calls.append(name)
-        if self.down:
-            self.down -= 1
-            raise DatabaseUnavailable("connection refused")
-
-    async def save(self, client_type: str, token: str, user_id: str | None = None,
-                   page_ids: Any = None, cookie: str | None = None, room: str | None = None) -> None:
-        self._call("save")
-        self.rows[client_type] = StoredCredentials(
-            client_type, token, user_id, None if page_ids is None else list(page_ids),
-            cookie, room, True)
-
-    async def deactivate(self, client_type: str) -> None:
-        self._call("deactivate")
-        row = self.rows[client_type]
-        self.rows[client_type] = StoredCredentials(
-            row.client_type, row.token, row.user_id, row.page_ids, row.cookie, row.room, False)
-
-    async def load(self, client_type: str) -> StoredCredentials | None:
-        self._call("load")
-        return self.rows.get(client_type)
 
 
 class World:
@@ -98,7 +73,7 @@ class World:
 
     @property
     def status(self) -> dict[str, Any]:
-        return self.provider.status()
+        return self.provider.status().as_json()
 
 
 def credentials(token: str = NEW_TOKEN, pages: tuple[str, ...] = ("201",)) -> PancakeCredentials:
@@ -114,12 +89,15 @@ def test_auto_connects_from_the_active_stored_row(world: World) -> None:
     world.store_row()
     world.provider.startService()
     world.network.flush()
-    assert world.fake.joined_topics == {"users:42", "multiple_pages:42"}
+    assert world.fake.joined_topics == {"users:42", "pages:101", "pages:102"}
     assert world.fake.sessions[0].headers["cookie"] == COOKIE
+    joined = {"joined": True, "error": None, "since": world.status["since"]}
     assert world.status == {
         "connected": True, "since": world.status["since"], "reconnectAttempts": 0,
         "lastError": None, "needsLogin": False, "held": True, "hasToken": True,
-        "userId": "42", "pageCount": 2, "pageIds": ["101", "102"]}
+        "tokenExpiresAt": None, "tokenExpired": False, "tokenExpiresSoon": False,
+        "userId": "42", "pageCount": 2, "pageIds": ["101", "102"],
+        "pages": {"101": joined, "102": joined}}
     world.fake.push("users:42", "pages:new_message", {"message": {"page_id": "101"}})
     world.network.flush()
     assert world.events == [("users:42", "pages:new_message", {"message": {"page_id": "101"}})]
@@ -164,7 +142,7 @@ def test_a_legacy_row_with_numeric_page_ids_still_connects(world: World) -> None
     world.store_row(page_ids=[101, 102])
     world.provider.startService()
     world.network.flush()
-    assert world.fake.sessions[0].frames[1][4]["pageIds"] == ["101", "102"]
+    assert world.fake.joined_topics == {"users:42", "pages:101", "pages:102"}
     world.stop_service()
 
 
@@ -178,7 +156,7 @@ def test_start_replaces_a_running_session_at_once(world: World) -> None:
     # The old session was closed before the new one was opened.
     assert world.timeline == [("open", None), ("close", TOKEN), ("open", None)]
     assert world.fake.open_sessions[0].token == NEW_TOKEN
-    assert world.fake.joined_topics == {"users:42", "multiple_pages:42"}
+    assert world.fake.joined_topics == {"users:42", "pages:201"}
     assert world.store.rows["pancake"].token == NEW_TOKEN
     assert world.status["pageIds"] == ["201"] and world.status["connected"]
     world.stop_service()
@@ -345,7 +323,7 @@ def test_auto_connect_waits_for_the_database_with_backoff(world: World) -> None:
     world.advance(2)
     assert world.fake.sessions == []
     world.advance(4)
-    assert world.fake.joined_topics == {"users:42", "multiple_pages:42"}
+    assert world.fake.joined_topics == {"users:42", "pages:101", "pages:102"}
     assert world.store.calls == ["load"] * 3
     world.stop_service()
 
@@ -373,3 +351,62 @@ def test_a_provider_handed_back_and_forth_reconnects_each_time(world: World) -> 
         assert world.status["connected"] is False and world.status["hasToken"] is False
         assert world.status["held"] is False
     assert len(world.fake.sessions) == 2
+
+
+def test_status_names_each_page_and_why_it_is_not_joined(world: World) -> None:
+    world.fake.silent = True
+    world.store_row()
+    world.provider.startService()
+    world.network.flush()
+    never = {"joined": False, "error": None, "since": None}
+    assert world.status["pages"] == {"101": never, "102": never}
+    world.stop_service()
+    world.fake.silent = False
+    world.fake.expire_page("102")
+    world.clock.advance(60)
+    world.provider.startService()
+    world.network.flush()
+    assert world.status["connected"] and not world.status["needsLogin"]
+    assert world.status["pages"] == {
+        "101": {"joined": True, "error": None, "since": "1970-01-01T00:01:00+00:00"},
+        "102": {"joined": False, "error": "join refused: error 122",
+                "since": "1970-01-01T00:01:00+00:00"}}
+    world.stop_service()
+
+
+def test_upstream_reasons_quoting_a_credential_are_never_shown_or_logged(world: World) -> None:
+    world.fake.silent = True
+    with capturedLogs() as events:
+        world.store_row()
+        world.provider.startService()
+        world.network.flush()
+        server = world.fake.open_sessions[-1]
+        users, page_101, page_102 = [f for f in server.frames if f[3] == "phx_join"]
+        for join, reason in [(page_101, TOKEN), (page_102, COOKIE[4:16]), (users, TOKEN[:10])]:
+            server.send_frame(join[0], join[1], join[2], "phx_reply",
+                              {"status": "error", "response": {"reason": reason}})
+        world.network.flush()
+    status = world.status
+    assert status["needsLogin"] is True
+    assert status["lastError"] == "join refused: [withheld: it quoted a credential]"
+    assert status["pages"]["101"]["error"] == status["pages"]["102"]["error"] == (
+        "join refused: [withheld: it quoted a credential]")
+    shown = repr(status) + "\n".join(formatEvent(e) for e in events)
+    for secret in (TOKEN, TOKEN[:10], COOKIE[4:16]):
+        assert secret not in shown
+    world.stop_service()
+
+
+def _plugin_provider(env: dict[str, str]) -> PancakeProvider:
+    pm = load_plugins(disabled=("chat", "tpos"))
+    settings = Settings(plugin_options=parse_plugin_options(declared_options(pm), {}, env))
+    context = SimpleNamespace(settings=settings, reactor=Clock(), publish=lambda *a: None)
+    return _provider(context, MemoryStore())
+
+
+def test_the_page_retry_comes_from_its_setting() -> None:
+    assert 300 <= _plugin_provider({}).page_backoff(0) <= 330
+    assert 120 <= _plugin_provider({"N2GATEWAY_PANCAKE_PAGE_RETRY": "2m"}).page_backoff(0) <= 132
+    assert _plugin_provider({"N2GATEWAY_PANCAKE_PAGE_RETRY": "2m"}).page_backoff(10) <= 3600 + 12
+    with pytest.raises(UsageError, match="N2GATEWAY_PANCAKE_PAGE_RETRY: expected a duration"):
+        _plugin_provider({"N2GATEWAY_PANCAKE_PAGE_RETRY": "soon"})

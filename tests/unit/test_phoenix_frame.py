@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from n2gateway.upstream.phoenix_frame import (
+from n2gateway.codecs.phoenix import (
     InvalidFrame,
     PhoenixMessage,
     decode_frame,

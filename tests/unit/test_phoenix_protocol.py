@@ -4,7 +4,6 @@ client protocol against the fake Pancake server, both on Autobahn, with time
 on a fake clock.
 """
 
-import re
 from typing import Any
 
 import pytest
@@ -13,7 +12,11 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
 from n2gateway.upstream.backoff import upstream_backoff
-from n2gateway.upstream.pancake import PancakeCredentials, build_pancake_service
+from n2gateway_plugins.pancake.session import (
+    PancakeCredentials,
+    build_pancake_service,
+    page_retry_backoff,
+)
 from n2gateway.upstream.status import UpstreamStatus
 from tests.fakes.memory import MemoryEndpoint, ServiceOnMemory
 from tests.fakes.pancake import FakePancake
@@ -26,7 +29,8 @@ class Session(ServiceOnMemory):
     """A Pancake service wired to a fake server, on one fake clock."""
 
     def __init__(
-        self, cookie: str | None = COOKIE, server_factory: Any = None, on_event: Any = None
+        self, cookie: str | None = COOKIE, server_factory: Any = None, on_event: Any = None,
+        page_ids: tuple[str, ...] = ("101", "102"),
     ) -> None:
         self.clock = Clock()
         self.fake = FakePancake(self.clock)
@@ -34,13 +38,14 @@ class Session(ServiceOnMemory):
         self.status = UpstreamStatus(self.clock.seconds)
         self.events: list[tuple[str, str, Any]] = []
         self.service = build_pancake_service(
-            PancakeCredentials(TOKEN, "42", ("101", "102"), cookie),
+            PancakeCredentials(TOKEN, "42", page_ids, cookie),
             reactor=self.clock,
             status=self.status,
             on_event=on_event or (lambda *event: self.events.append(event)),
             url="ws://pancake.test/socket/websocket",
             endpoint=self.network,
             backoff=upstream_backoff(jitter=lambda: 0.0),
+            page_backoff=page_retry_backoff(jitter=lambda: 0.0),
         )
 
     def sent(self, event: str) -> list[list[Any]]:
@@ -73,34 +78,18 @@ def test_no_cookie_header_without_a_cookie() -> None:
     session.stop()
 
 
-def test_joins_both_channels_with_exact_payloads(session: Session) -> None:
+def test_joins_users_then_one_channel_per_page_with_exact_payloads(session: Session) -> None:
     session.start()
-    users, pages = session.sent("phx_join")
-    assert users == ["1", "1", "users:42", "phx_join",
-                     {"accessToken": TOKEN, "userId": "42", "platform": "web"}]
-    client_session = pages[4]["clientSession"]
-    assert re.fullmatch(r"[A-Za-z0-9]{64}", client_session)
-    assert pages == ["2", "2", "multiple_pages:42", "phx_join", {
-        "accessToken": TOKEN, "userId": "42", "clientSession": client_session,
-        "pageIds": ["101", "102"], "platform": "web"}]
-    assert session.fake.joined_topics == {"users:42", "multiple_pages:42"}
-    assert session.status.as_dict()["connected"] is True
-    session.stop()
-
-
-def test_online_status_is_asked_only_after_the_join_reply(session: Session) -> None:
-    session.fake.silent = True
-    session.start()
-    assert len(session.sent("phx_join")) == 2
-    assert session.sent("get_online_status") == []
-    session.fake.silent = False
-    session.advance(10)  # join timeout: both channels wait their backoff
-    session.advance(2)
-    rejoin = [f for f in session.sent("phx_join") if f[2] == "multiple_pages:42"][-1]
-    assert session.sent("get_online_status") == [
-        [rejoin[0], session.sent("get_online_status")[0][1], "multiple_pages:42", "get_online_status", {}]
+    params = {"accessToken": TOKEN, "userId": "42", "platform": "web"}
+    assert session.sent("phx_join") == [
+        ["1", "1", "users:42", "phx_join", params],
+        ["2", "2", "pages:101", "phx_join", params],
+        ["3", "3", "pages:102", "phx_join", params],
     ]
-    assert session.status.connected
+    assert session.fake.joined_topics == {"users:42", "pages:101", "pages:102"}
+    assert session.status.as_dict()["connected"] is True
+    assert {topic: c.joined for topic, c in session.status.channels.items()} == {
+        "users:42": True, "pages:101": True, "pages:102": True}
     session.stop()
 
 
@@ -142,11 +131,11 @@ def test_90_seconds_of_silence_drops_the_connection(session: Session) -> None:
 def test_every_application_event_reaches_the_callback(session: Session) -> None:
     session.start()
     conversation = {"conversation": {"id": "101_9", "page_id": "101"}}
-    session.fake.push("multiple_pages:42", "pages:update_conversation", conversation)
+    session.fake.push("pages:101", "pages:update_conversation", conversation)
     session.fake.push("users:42", "something:never_seen_before", [1, 2])
     session.network.flush()
     assert session.events == [
-        ("multiple_pages:42", "pages:update_conversation", conversation),
+        ("pages:101", "pages:update_conversation", conversation),
         ("users:42", "something:never_seen_before", [1, 2]),
     ]
     session.stop()
@@ -206,13 +195,13 @@ def test_channel_error_rejoins_that_channel_with_backoff(session: Session) -> No
     session.start()
     session.fake.crash("users:42")
     session.network.flush()
-    assert session.fake.joined_topics == {"multiple_pages:42"}
+    assert session.fake.joined_topics == {"pages:101", "pages:102"}
     session.advance(1.9)
-    assert len(session.sent("phx_join")) == 2
+    assert len(session.sent("phx_join")) == 3
     session.advance(0.1)
     rejoin = session.sent("phx_join")[-1]
-    assert rejoin[2] == "users:42" and rejoin[0] == rejoin[1] and rejoin[0] not in ("1", "2")
-    assert session.fake.joined_topics == {"users:42", "multiple_pages:42"}
+    assert rejoin[2] == "users:42" and rejoin[0] == rejoin[1] and rejoin[0] not in ("1", "2", "3")
+    assert session.fake.joined_topics == {"users:42", "pages:101", "pages:102"}
     assert len(session.fake.sessions) == 1  # same socket
     session.stop()
 
@@ -253,6 +242,7 @@ def test_delays_grow_while_down_and_reset_after_a_join(session: Session) -> None
     session.advance(60)
     assert session.status.as_dict()["reconnectAttempts"] == 0
     assert session.status.connected
+    assert session.status.as_dict()["lastError"] is None  # not the refusal of before
     session.fake.drop_all()
     session.network.flush()
     session.advance(2)  # back to the first delay

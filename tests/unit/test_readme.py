@@ -1,17 +1,19 @@
-"""The README's configuration table is the option table of n2gateway/config.py."""
+"""The README's configuration tables are the option table of n2gateway/config.py and
+the options the built-in plugins declare."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from n2gateway.config import OPTIONS
+from n2gateway.plugins import declared_options, load_plugins
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def table_rows() -> dict[str, list[str]]:
+def table_rows(heading: str = "## Configuration") -> dict[str, list[str]]:
     text = README.read_text()
-    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     rows = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -33,6 +35,16 @@ def test_the_readme_lists_every_option_with_its_variable_and_default():
 
 def test_the_readme_lists_no_option_that_does_not_exist():
     assert set(table_rows()) == {f"--{o.name}" for o in OPTIONS} | {"--plugin"}
+
+
+def test_the_readme_lists_every_built_in_plugin_option_and_no_other():
+    rows = table_rows("### Plugin options")
+    declared = declared_options(load_plugins())
+    assert set(rows) == {f"--{d.name}" for d in declared}
+    for option in declared:
+        cells = rows[f"--{option.name}"]
+        assert (cells[1], cells[2], cells[3]) == (f"`{option.env}`", f"`{option.default}`",
+                                                  option.help)
 
 
 def test_quick_start_is_two_commands():

@@ -12,6 +12,7 @@ from treq.testing import StubTreq
 from n2gateway.http.errors import HttpError
 from n2gateway.http.health import add_health_route
 from n2gateway.http.routes import Routes
+from n2gateway.http.operations import DatabaseProbe
 
 ADMIN = "adm-7f3a9c"
 SECRET_VALUE = "tok-Zq81-not-for-logs"
@@ -35,14 +36,13 @@ def make_routes(admin_token: str | None = ADMIN) -> Routes:
     async def node_status():
         return {"node": "n1", "owns": [], "owners": {}}
 
-    gateway = SimpleNamespace(
-        settings=SimpleNamespace(database_kind="external"),
-        db=SimpleNamespace(configured=False),
-        database_state="up", database_error=None, ready=True,
-        plugin_status=lambda: {}, node_status=node_status,
+    database = DatabaseProbe(SimpleNamespace(configured=False), "external")
+    database.reached()
+    operations = SimpleNamespace(
+        database=database, ready=True, plugin_status=lambda: {}, node_status=node_status,
         leadership=SimpleNamespace(status=lambda: {"node": "n1", "owns": []}))
 
-    add_health_route(routes, gateway)
+    add_health_route(routes, operations)
 
     async def start(request):
         return {"success": True, "pages": len(request.body["pageIds"])}
@@ -82,7 +82,8 @@ GOOD_BODY = {"token": SECRET_VALUE, "userId": "42", "pageIds": ["1", "2"]}
 @pytest_twisted.ensureDeferred
 @pytest.mark.parametrize("headers", [
     None, bearer("wrong"), {"Authorization": f"Basic {ADMIN}"}, {"Authorization": ADMIN},
-    {"Authorization": "Bearer"}, bearer(ADMIN + "x")])
+    {"Authorization": "Bearer"}, bearer(ADMIN + "x"),
+    {b"Authorization": b"Bearer \xff\xfe" + ADMIN.encode()}])
 async def test_api_routes_need_the_admin_token(headers):
     stub = StubTreq(make_routes().app.resource())
     for method, path, body in (("GET", "/api/demo/status", None),
@@ -155,6 +156,8 @@ async def test_a_crashing_handler_is_a_json_500_without_the_exception_text():
     (b"\xff\xfe{}", "malformed JSON"),
     (b"", "a JSON body is required"),
     (b"   ", "a JSON body is required"),
+    (b"[" * 100_000 + b"]" * 100_000, "JSON nested deeper than 72 levels"),
+    (b'{"token": ' + b"[" * 73 + b"]" * 73 + b"}", "JSON nested deeper than 72 levels"),
 ])
 async def test_a_malformed_body_is_a_400(raw, says):
     stub = StubTreq(make_routes().app.resource())
@@ -165,7 +168,7 @@ async def test_a_malformed_body_is_a_400(raw, says):
 
 @pytest_twisted.ensureDeferred
 @pytest.mark.parametrize("body, message, field", [
-    ({"userId": "42", "pageIds": ["1"]}, "missing field 'token'", None),
+    ({"userId": "42", "pageIds": ["1"]}, "missing field 'token'", "token"),
     ({**GOOD_BODY, "token": 12345987}, "field 'token' must be a string", "token"),
     ({**GOOD_BODY, "token": ""}, "field 'token' must not be empty", "token"),
     ({**GOOD_BODY, "pageIds": ["1", 99999731]}, "field 'pageIds.1' must be a string", "pageIds.1"),
@@ -173,7 +176,7 @@ async def test_a_malformed_body_is_a_400(raw, says):
     ({**GOOD_BODY, "userId": "abc-77771"}, "field 'userId' has an invalid format", "userId"),
     ({**GOOD_BODY, "room": "evil-room-88812"}, "field 'room' must be one of", "room"),
     ({**GOOD_BODY, "cookie": "c-4471" * 8}, "field 'cookie' must be at most 8 long", "cookie"),
-    ({**GOOD_BODY, "extra": "value-55121"}, "unknown field 'extra'", None),
+    ({**GOOD_BODY, "extra": "value-55121"}, "unknown field 'extra'", "extra"),
     (["not", "an", "object"], "the body must be an object", None),
 ])
 async def test_schema_errors_name_the_field_never_the_value(body, message, field):
@@ -187,3 +190,24 @@ async def test_schema_errors_name_the_field_never_the_value(body, message, field
     for value in (SECRET_VALUE, "12345987", "99999731", "abc-77771", "evil-room-88812",
                   "c-4471", "value-55121"):
         assert value not in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_answers_forbid_sniffing_and_framing_and_pages_carry_a_policy():
+    from n2gateway.http.routes import RawAnswer
+
+    routes = make_routes()
+
+    async def page(request):
+        return RawAnswer(b"<!doctype html><p>hi</p>", "text/html; charset=utf-8")
+
+    routes.add("GET", "/page", page, content_type="text/html")
+    stub = StubTreq(routes.app.resource())
+    _, _, answer = await call(stub, "GET", "/health")
+    html = await stub.get("http://gw.test/page")
+    for response in (answer, html):
+        assert response.headers.getRawHeaders("x-content-type-options") == ["nosniff"]
+        assert response.headers.getRawHeaders("x-frame-options") == ["DENY"]
+    policy = html.headers.getRawHeaders("content-security-policy")[0]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+    assert answer.headers.getRawHeaders("content-security-policy") is None

@@ -1,5 +1,5 @@
-"""The body cap of the gateway's Site, over a real listening port: StubTreq brings its
-own Site, so it cannot see the cap."""
+"""The body cap of the gateway's Site and its direct (unrouted) prefixes, over a real
+listening port: StubTreq brings its own Site, so it cannot see them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import succeed
+from twisted.logger import capturedLogs
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from twisted.web.resource import Resource
 from zope.interface import implementer
 
 from n2gateway.http.routes import Routes
@@ -100,3 +102,39 @@ async def test_a_small_chunked_body_is_accepted(served):
     code, answer = await post(url, ChunkedOnly(body_of(200_000), piece=1000))
     assert code == 200 and answer["size"] == 200_000 - len(b'{"blob": ""}')
     assert seen == [None]  # it really came without a Content-Length
+
+
+class Direct(Resource):
+    """What the Socket.IO endpoint is to the site: a leaf with its own query args."""
+
+    isLeaf = True
+
+    def render_GET(self, request) -> bytes:
+        return b"direct " + request.args.get(b"sid", [b""])[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_direct_prefix_is_served_without_routing_counted_and_not_access_logged():
+    routes = Routes()
+
+    async def hello(request):
+        return {"hello": True}
+
+    routes.add("GET", "/hello", hello)
+    site = GatewaySite(routes.app.resource(), direct={"/socket.io/": Direct()})
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    url = f"http://127.0.0.1:{port.getHost().port}"
+    try:
+        with capturedLogs() as events:
+            polled = await treq.get(url + "/socket.io/?EIO=4&transport=polling&sid=s1")
+            assert (polled.code, await polled.content()) == (200, b"direct s1")
+            routed = await treq.get(url + "/hello")
+            assert json.loads(await routed.content()) == {"hello": True}
+            missing = await treq.get(url + "/socket.iox")
+            assert missing.code == 404
+    finally:
+        await port.stopListening()
+    assert site.answered[("GET", "/socket.io/", 200)] == 1
+    assert site.answered[("GET", "/hello", 200)] == 1
+    access = [e for e in events if e.get("log_namespace") == "n2gateway.http.access"]
+    assert [e["path"] for e in access] == ["/hello", "/socket.iox"]

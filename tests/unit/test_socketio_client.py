@@ -13,7 +13,7 @@ from twisted.logger import capturedLogs, formatEvent
 
 from n2gateway.upstream.backoff import upstream_backoff
 from n2gateway.upstream.status import UpstreamStatus
-from n2gateway.upstream.tpos import TposCredentials, build_tpos_service
+from n2gateway_plugins.tpos.session import TposCredentials, build_tpos_service
 from tests.fakes.memory import MemoryEndpoint, ServiceOnMemory
 from tests.fakes.tpos import FakeTpos
 
@@ -161,6 +161,24 @@ def test_connect_error_needs_login_and_never_retries() -> None:
     assert session.network.attempts == 1
     assert session.fake.sessions == []
     assert session.clock.getDelayedCalls() == []
+    session.stop()
+
+
+NEW_TOKEN = "TPOS-TOKEN-renewed-9876543210"
+
+
+def test_a_token_renewed_while_connecting_reconnects_with_it_instead_of_giving_up() -> None:
+    session = Session()
+    session.fake.rejected_tokens.add(TOKEN)
+    session.service.startService()  # connected, nothing delivered yet
+    session.service.use_credentials(TposCredentials(NEW_TOKEN, ROOM))
+    session.network.flush()  # the old token goes out, and is refused
+    assert not session.status.needs_login
+    assert session.status.last_error == "connect refused: unauthorized"
+    session.advance(2)  # the first backoff delay
+    assert session.network.attempts == 2 and session.status.connected
+    assert session.server.headers["authorization"] == f"Bearer {NEW_TOKEN}"
+    assert f'"token":"{NEW_TOKEN}"' in session.server.frames[0]
     session.stop()
 
 

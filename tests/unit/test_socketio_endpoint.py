@@ -13,39 +13,17 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from n2gateway.downstream.auth import Authenticator, issue_token
-from n2gateway.downstream.socketio import (CLOSE_PROTOCOL_ERROR, CLOSE_TIMEOUT,
-                                           CLOSE_UNSUPPORTED, MAX_PAYLOAD, SocketIoFactory,
-                                           SocketIoProtocol)
+from n2gateway.downstream.close_codes import (CLOSE_PROTOCOL_ERROR, CLOSE_TIMEOUT,
+                                              CLOSE_UNSUPPORTED)
+from n2gateway.downstream.engineio_websocket import (MAX_PAYLOAD, SocketIoFactory,
+                                                     SocketIoProtocol)
+from n2gateway.downstream.socketio_namespace import SocketIoServer
 from n2gateway.downstream.socketio_sessions import SavedSession
 from n2gateway.hub import Hub
 from n2gateway.journal import Event
+from tests.fakes.journal import FakeJournal
 
 SECRET = "unit-secret-of-at-least-32-bytes-long"
-
-
-class MemoryJournal:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.trimmed_through = 0
-
-    def add(self, rooms: list[str], name: str, payload) -> Event:
-        event = Event(len(self.events) + 1, tuple(rooms), name,
-                      json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
-        self.events.append(event)
-        return event
-
-    async def head(self) -> int:
-        return len(self.events)
-
-    async def read_after(self, offset, limit=1000):
-        return self.events[offset:offset + limit]
-
-    async def horizon(self) -> int:
-        return self.trimmed_through
-
-    async def replay(self, rooms, after, through, limit=1000):
-        return [e for e in self.events
-                if after < e.offset <= through and set(rooms) & set(e.rooms)][:limit]
 
 
 @dataclass
@@ -106,11 +84,12 @@ class RecordingProtocol(SocketIoProtocol):
 class Setup:
     def __init__(self, secret: str | None = SECRET) -> None:
         self.clock = Clock()
-        self.journal = MemoryJournal()
+        self.journal = FakeJournal()
         self.hub = Hub(self.journal, self.clock)
         self.hub.startService()
         self.store = MemoryStore()
-        self.factory = SocketIoFactory(self.hub, Authenticator(secret), self.store, self.clock,
+        self.factory = SocketIoFactory(SocketIoServer(self.hub, Authenticator(secret), self.store),
+                                       None, self.clock,
                                        ping_interval=25, ping_timeout=20)
         self.factory.protocol = RecordingProtocol
 
@@ -178,7 +157,8 @@ def test_connect_subscribe_and_events_carry_their_offset(setup) -> None:
         '431[{"ok":true}]',
         '432[{"ok":false,"error":"not allowed to join user:u2"}]',
         '433[{"ok":true}]',
-        '434[{"ok":false,"error":"unknown event \'hello\'; use subscribe or unsubscribe"}]',
+        '434[{"ok":false,"error":"unknown event \'hello\';'
+        ' use subscribe, unsubscribe or refresh"}]',
     ]
     protocol.receive('42["subscribe","staff"]')  # no ack asked, none sent
     assert protocol.take() == []
@@ -262,7 +242,7 @@ def test_an_engine_without_socket_is_closed_after_the_connect_timeout(setup) -> 
     ("42[", "bad Socket.IO packet: invalid JSON"),
     ('42[1,"staff"]', "bad Socket.IO packet: event name must be a string, not int"),
     ("40", "unexpected Socket.IO CONNECT while connected"),
-    ("5", "unexpected Engine.IO UPGRADE on a WebSocket-only connection"),
+    ("5", "unexpected Engine.IO UPGRADE on a WebSocket connection"),
 ])
 def test_garbage_closes_only_that_connection(setup, frame: str, why: str) -> None:
     bystander = setup.connect({"token": token()})

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from plugins.tpos.events import downstream_event
+from n2gateway_plugins.tpos.events import downstream_event
 
 ORDER = {"Type": "SaleOnline_Order", "EventName": "created", "Data": {"Id": 1, "Code": "DH1"}}
 

@@ -1,6 +1,12 @@
 """``write_now`` over real loopback sockets: bytes leave at once when nothing is
 queued, and otherwise take Twisted's path, in order, encrypted under TLS, and a
-broken connection is still noticed."""
+broken connection is still noticed; ``flush_now`` sends what was queued, but leaves
+a closing connection's end to the reactor.
+
+Unit tests, yet on real sockets and the real reactor: ``write_now`` is about the kernel
+socket under Twisted's transport (a ``send`` before the reactor runs again), which no
+in-memory transport has. They need nothing else and take well under a second.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,9 @@ import pytest_twisted
 import twisted.test
 from twisted.internet import protocol, reactor, ssl
 from twisted.internet.testing import StringTransport
+from twisted.protocols import portforward
 
-from n2gateway.downstream.write_now import write_now
+from n2gateway.downstream.write_now import flush_now, write_now
 from tests.support.waiting import eventually
 
 
@@ -105,20 +112,46 @@ async def test_a_connection_reset_by_the_peer_is_still_noticed(loopback):
     await eventually(lambda: peer.factory.lost)
 
 
+class WireTap(portforward.ProxyClient):
+    """The relay's connection to the server: keeps every byte the server sends."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.peer.factory.wire += data
+        super().dataReceived(data)
+
+
+class WireTapFactory(portforward.ProxyClientFactory):
+    protocol = WireTap
+
+
+class TappedRelay(portforward.ProxyServer):
+    clientProtocolFactory = WireTapFactory
+
+
 @pytest_twisted.ensureDeferred
 async def test_under_tls_the_bytes_are_encrypted_by_twisted():
     pem = (Path(twisted.test.__file__).parent / "server.pem").read_bytes()
     server, clients = factory(Server), factory(Collecting)
     port = reactor.listenSSL(0, server, ssl.PrivateCertificate.loadPEM(pem).options(),
                              interface="127.0.0.1")
-    connector = reactor.connectSSL("127.0.0.1", port.getHost().port, clients,
+    # The client talks to the server through a relay that sees what is on the wire.
+    relay = portforward.ProxyFactory("127.0.0.1", port.getHost().port)
+    relay.protocol, relay.wire = TappedRelay, b""
+    relay_port = reactor.listenTCP(0, relay, interface="127.0.0.1")
+    connector = reactor.connectSSL("127.0.0.1", relay_port.getHost().port, clients,
                                    ssl.CertificateOptions(verify=False))
+    message = b"plaintext that must not travel as such"
     try:
         await eventually(lambda: server.connected and clients.connected)
-        write_now(server.connected[0].transport, b"over tls")
-        await eventually(lambda: clients.connected[0].received == b"over tls")
+        write_now(server.connected[0].transport, message)
+        # Either outcome shows at once: the bytes in the clear, or decrypted at the client.
+        await eventually(lambda: message in relay.wire
+                         or clients.connected[0].received == message)
+        assert message not in relay.wire
+        assert clients.connected[0].received == message
     finally:
         connector.disconnect()
+        await relay_port.stopListening()
         await port.stopListening()
 
 
@@ -126,3 +159,33 @@ def test_a_transport_without_a_socket_gets_the_bytes_through_write():
     transport = StringTransport()
     write_now(transport, b"frame")
     assert transport.value() == b"frame"
+
+
+@pytest_twisted.ensureDeferred
+async def test_flush_now_sends_what_was_queued_before_the_reactor_runs_again(loopback):
+    peer, client = loopback
+    peer.transport.write(b"head")
+    peer.transport.writeSequence([b"-", b"body"])
+    flush_now(peer.transport)
+    assert client.recv(100) == b"head-body"
+
+
+@pytest_twisted.ensureDeferred
+async def test_flush_now_leaves_a_closing_connection_to_the_reactor(loopback):
+    peer, client = loopback
+    peer.transport.write(b"last words")
+    peer.transport.loseConnection()
+    flush_now(peer.transport)
+    received = bytearray()
+
+    def ended() -> bool:
+        try:
+            chunk = client.recv(100)
+        except BlockingIOError:
+            return False
+        received.extend(chunk)
+        return chunk == b""  # the server closed the connection
+
+    # Still written, and the connection still ends once it is.
+    await eventually(ended)
+    assert received == b"last words"

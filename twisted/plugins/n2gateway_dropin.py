@@ -1,6 +1,6 @@
 from twisted.application.service import ServiceMaker
 
-from n2gateway.reuseport import ReusePortParser
+from n2gateway.http.reuseport import ReusePortParser
 
 n2gateway = ServiceMaker(
     "n2gateway", "n2gateway.tap",

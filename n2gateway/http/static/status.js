@@ -56,9 +56,25 @@ function renderHealth(health) {
     const [text, kind] = s.held === false ? ["held by " + (owners[name] ?? "nobody yet"), "elsewhere"]
       : s.needsLogin ? ["needs login", "needs-login"]
       : s.connected ? ["connected", "connected"] : ["disconnected", "disconnected"];
-    return { attrs: { "data-provider": name, "data-state": kind },
-             cells: [name, badge(text, kind), s.reconnectAttempts ?? 0, s.lastError ?? ""] };
+    const [token, tokenKind] = tokenState(s);
+    return { attrs: { "data-provider": name, "data-state": kind, "data-token": tokenKind },
+             cells: [name, badge(text, kind), token, s.reconnectAttempts ?? 0, s.lastError ?? ""] };
   }));
+}
+
+// The upstream token's expiry: a warning while it is near (the gateway cannot renew
+// it: a person must log in again), plainly when it has passed.
+function tokenState(s) {
+  if (!s.tokenExpiresAt) return ["", "unknown"];
+  const at = new Date(s.tokenExpiresAt);
+  const when = "expires " + at.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  const dated = (node) => { node.title = when; return node; };
+  if (s.tokenExpired) return [dated(badge("expired: log in again", "needs-login")), "expired"];
+  if (s.tokenExpiresSoon) {
+    const days = Math.max((at - Date.now()) / 86400000, 0).toFixed(1);
+    return [dated(badge("expires in " + days + " days", "warning")), "expires-soon"];
+  }
+  return [at.toISOString().slice(0, 10), "ok"];
 }
 
 function renderHub(hub) {

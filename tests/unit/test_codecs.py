@@ -12,22 +12,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from n2gateway.socketio_packets import (
+from n2gateway.codecs.engineio import (
     EnginePacket,
     EngineType,
     OpenInfo,
     PacketError,
+    decode_engine,
+    decode_open,
+    encode_engine,
+    encode_open,
+)
+from n2gateway.codecs.socketio import (
     SocketPacket,
     SocketType,
-    decode_engine,
     decode_message,
-    decode_open,
     decode_socket,
-    encode_engine,
     encode_event_frame,
     encode_event_frame_raw,
     encode_message,
-    encode_open,
     encode_socket,
 )
 

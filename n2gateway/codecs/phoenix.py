@@ -1,5 +1,5 @@
 """
-Phoenix Channels v2 JSON frames: C{[join_ref, ref, topic, event, payload]}.
+Phoenix Channels v2 JSON frames: ``[join_ref, ref, topic, event, payload]``.
 
 Pure functions, no I/O, so the wire format is tested on its own.
 """
@@ -66,9 +66,9 @@ def decode_frame(data: bytes) -> PhoenixMessage:
 
 def reply_status(payload: Any) -> tuple[str, Any]:
     """
-    The C{(status, response)} of a C{phx_reply} payload.
+    The ``(status, response)`` of a ``phx_reply`` payload.
 
-    @raise InvalidFrame: the payload is not C{{"status": str, "response": ...}}.
+    :raises InvalidFrame: the payload is not ``{"status": str, "response": ...}``.
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("status"), str):
         raise InvalidFrame("reply without a status")

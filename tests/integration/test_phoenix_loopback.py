@@ -1,18 +1,21 @@
 """
-The Pancake service against the fake server over real loopback sockets.
+The Pancake service against the fake server over real loopback sockets, on the real
+reactor: real TCP and real reconnect delays make this an integration test, though it
+needs no PostgreSQL (tests/unit/test_phoenix_protocol.py covers the same protocol in
+memory on a fake clock).
 """
 
 from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs, formatEvent
 
-from n2gateway.upstream.pancake import PancakeCredentials, build_pancake_service
+from n2gateway_plugins.pancake.session import PancakeCredentials, build_pancake_service
 from n2gateway.upstream.service import UpstreamService
 from n2gateway.upstream.status import UpstreamStatus
 from tests.fakes.pancake import FakePancake
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, sleep
 
 TOKEN = "TOKEN-loopback-1"
 
@@ -38,9 +41,8 @@ async def test_joins_and_relays_pushed_events() -> None:
     try:
         await fake.wait_joined(2)
         await eventually(lambda: status.connected)
-        assert fake.joined_topics == {"users:1", "multiple_pages:1"}
+        assert fake.joined_topics == {"users:1", "pages:101"}
         assert fake.sessions[0].headers["cookie"] == "sid=abc"
-        await fake.wait_frame("get_online_status")
         fake.push("users:1", "pages:new_message", {"message": {"id": "m1"}})
         await eventually(lambda: len(events) == 1)
         assert events == [("users:1", "pages:new_message", {"message": {"id": "m1"}})]
@@ -89,7 +91,7 @@ async def test_refused_token_needs_login_after_a_single_session() -> None:
     try:
         await eventually(lambda: status.needs_login)
         await eventually(lambda: not fake.open_sessions)
-        await deferLater(reactor, 0.3)  # ample time for a retry that must not come
+        await sleep(0.3)  # ample time for a retry that must not come
         assert len(fake.sessions) == 1
         assert status.as_dict()["lastError"] == "join refused: unauthorized"
     finally:
@@ -114,3 +116,36 @@ async def test_a_new_service_replaces_the_old_session() -> None:
         await new.stop()
     finally:
         await fake.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_retry_is_one_line_naming_the_provider_why_and_when() -> None:
+    fake = FakePancake(reactor)
+    port = fake.listen()
+    status: UpstreamStatus = UpstreamStatus()
+    service = pancake(fake, status, [], backoff=lambda attempt: 0.05)
+    with capturedLogs() as logged:
+        service.startService()
+        try:
+            await fake.wait_joined(2)
+            await eventually(lambda: status.connected)
+            fake.drop_all()
+            await fake.wait_joined(4)
+            await eventually(lambda: status.connected)
+            await fake.close()  # drops the session and refuses new ones
+            await eventually(lambda: status.reconnect_attempts >= 2)
+            fake.listen(port)
+            await fake.wait_joined(6)
+        finally:
+            await service.stop()
+            await fake.close()
+    lines = [formatEvent(e) for e in logged]
+    assert [line for line in lines
+            if "Scheduling retry" in line or "PhoenixClientFactory" in line] == []
+    retries = [line for line in lines if "reconnecting in" in line]
+    lost = "pancake: upstream down (ConnectionLost); reconnecting in 0.1 s, attempt 1"
+    assert retries[:2] == [lost, lost]
+    assert retries[2:] == [
+        f"pancake: upstream down (ConnectionRefusedError); reconnecting in 0.1 s, attempt {n}"
+        for n in range(2, len(retries))]
+    assert len(retries) >= 3

@@ -1,0 +1,1 @@
+"""The core's SQL migrations, installed as the package ``n2gateway.schema``."""
