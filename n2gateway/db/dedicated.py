@@ -9,13 +9,15 @@ from typing import Any, Sequence
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
+from n2gateway.db.cancellable import cancellable
 from n2gateway.db.errors import ours
 
 
 class DedicatedConnection:
     """Statements on one connection, each bounded by ``timeout`` seconds: a statement
     that fails, times out or finds the connection gone raises ``DatabaseUnavailable``,
-    one the database refuses a ``DatabaseError``. Whoever opened it (see
+    one the database refuses a ``DatabaseError``. A statement past its deadline closes
+    the connection: the state it held may be gone. Whoever opened it (see
     ``Database.dedicated``) hears of the socket closing through ``on_lost``."""
 
     def __init__(self, connection: Any, reactor: IReactorTime, timeout: float) -> None:
@@ -29,7 +31,8 @@ class DedicatedConnection:
     async def execute(self, sql: str, params: Sequence[Any] | dict | None = None) -> None:
         await self._bounded(self._connection.runOperation(sql, params))
 
-    async def _bounded(self, d: defer.Deferred) -> Any:
+    async def _bounded(self, statement: defer.Deferred) -> Any:
+        d = cancellable(statement, self.close)
         d.addTimeout(self.timeout, self._reactor)
         try:
             return await d

@@ -17,8 +17,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from txpostgres import txpostgres
 
+from n2gateway.db.cancellable import cancellable
 from n2gateway.db.dedicated import DedicatedConnection
-from n2gateway.db.errors import DatabaseUnavailable, describe_error, is_connection_error, ours
+from n2gateway.db.errors import (
+    DatabaseError, DatabaseUnavailable, describe_error, is_connection_error, ours)
 
 T = TypeVar("T")
 
@@ -79,6 +81,8 @@ class WatchedConnection(txpostgres.Connection):
         super().__init__(reactor=reactor)
         self._on_lost = on_lost
         self._on_notify = on_notify
+        #: Its caller gave up on a statement under way (see ``Database._abandon``).
+        self.abandoned = False
 
     def connectionLost(self, reason: Any) -> None:
         super().connectionLost(reason)
@@ -106,7 +110,7 @@ class Database:
         self._reactor = reactor
         self._size = size
         self._dsn: str | None = None
-        self._idle: deque[txpostgres.Connection] = deque()
+        self._idle: deque[WatchedConnection] = deque()
         self._open = 0
         self._waiters: deque[defer.Deferred] = deque()
         self._closed = False
@@ -121,14 +125,14 @@ class Database:
 
     async def connect(self, *, on_lost: Callable[[BaseException], None] | None = None,
                       on_notify: Callable[[str, str], None] | None = None,
-                      **params: str) -> "txpostgres.Connection":
+                      **params: str) -> WatchedConnection:
         """Open one new driver connection, for the pool, ``dedicated`` and the LISTEN
         connection (``on_lost(error)`` when its socket goes, ``on_notify(channel,
         payload)``; ``params`` are libpq parameters such as ``application_name``)."""
         if self._dsn is None:
             raise DatabaseUnavailable("the database is not configured yet")
         connection = WatchedConnection(self._reactor, on_lost, on_notify)
-        d = connection.connect(self._dsn, **params)
+        d = cancellable(connection.connect(self._dsn, **params), connection.close)
         d.addTimeout(CONNECT_TIMEOUT, self._reactor)
         try:
             await d
@@ -144,7 +148,7 @@ class Database:
         return DedicatedConnection(await self.connect(on_lost=on_lost, **params),
                                    self._reactor, timeout)
 
-    async def _checkout(self) -> txpostgres.Connection:
+    async def _checkout(self) -> WatchedConnection:
         if self._closed:
             raise DatabaseUnavailable("the database pool is closed")
         if self._idle:
@@ -160,9 +164,9 @@ class Database:
         self._waiters.append(waiter)
         return await waiter
 
-    def _checkin(self, connection: txpostgres.Connection | None) -> None:
+    def _checkin(self, connection: WatchedConnection | None) -> None:
         """Give a connection back, or ``None`` for one that died."""
-        if connection is None or self._closed:
+        if connection is None or connection.abandoned or self._closed:
             self._open -= 1
             if connection is not None:
                 connection.close()
@@ -189,11 +193,19 @@ class Database:
             self._idle.popleft().close()
             self._open -= 1
 
-    async def _run(self, work: Callable[[txpostgres.Connection], defer.Deferred]) -> Any:
+    async def _run(self, work: Callable[[WatchedConnection], defer.Deferred]) -> Any:
         connection = await self._checkout()
+        return await cancellable(defer.Deferred.fromCoroutine(self._on(connection, work)),
+                                 lambda: self._abandon(connection))
+
+    async def _on(self, connection: WatchedConnection,
+                  work: Callable[[WatchedConnection], defer.Deferred]) -> Any:
         try:
             result = await work(connection)
         except Exception as e:
+            if connection.abandoned:
+                self._checkin(connection)
+                raise
             if is_connection_error(e) or connection.closed:
                 self._checkin(None)
                 self._drop_idle()
@@ -206,6 +218,33 @@ class Database:
         self._checkin(connection)
         return result
 
+    def _abandon(self, connection: WatchedConnection) -> None:
+        """Close ``connection``, whose caller gave up on its statement (cancelled, or
+        past a deadline), and have the server stop that statement.
+
+        libpq's cancel request (txpostgres' ``cancel``) holds the whole process while a
+        hung server does not answer; ``pg_cancel_backend`` on a connection of its own
+        is a statement like any other, bounded like any other. Closing rather than
+        waiting for the statement's end frees its caller's pool slot at once, and no
+        late cancel can stop a next caller's statement."""
+        connection.abandoned = True
+        if connection.closed:
+            return  # and its statement has ended with it
+        backend = connection.get_backend_pid()
+        connection.close()
+        defer.Deferred.fromCoroutine(self._stop_backend(backend))
+
+    async def _stop_backend(self, backend: int) -> None:
+        try:
+            connection = await self.dedicated(timeout=CONNECT_TIMEOUT)
+            try:
+                await connection.query("SELECT pg_cancel_backend(%s)", (backend,))
+            finally:
+                connection.close()
+        except (DatabaseUnavailable, DatabaseError) as e:
+            self.log.warn("could not stop a statement given up on ({reason}); the server"
+                          " ends it when it sees its client gone", reason=str(e))
+
     async def query(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[tuple]:
         return await self._run(lambda c: c.runQuery(sql, params))
 
@@ -215,7 +254,7 @@ class Database:
     async def transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
         """Run ``work`` inside BEGIN/COMMIT; an exception rolls back and propagates."""
 
-        async def interaction(connection: txpostgres.Connection) -> T:
+        async def interaction(connection: WatchedConnection) -> T:
             tx = Transaction(connection.cursor())
             try:
                 result = await work(tx)

@@ -20,6 +20,21 @@ def round_trips(monkeypatch) -> list[str]:
     return statements
 
 
+@pytest.fixture
+def notes_db(database_url, sql):
+    """A pool of one connection (a broken one would be reused, the next caller gets the
+    same) on a database with a table ``notes (n INTEGER)``."""
+    from twisted.internet import reactor
+
+    from n2gateway.db import Database
+
+    sql("CREATE TABLE notes (n INTEGER)")
+    database = Database(reactor, size=1)
+    database.configure(database_url)
+    yield database
+    database.close()
+
+
 @pytest_twisted.async_yield_fixture
 async def chat(database_url):
     harness = await ChatHarness(database_url).start()

@@ -39,6 +39,7 @@ class Hanging:
     def __init__(self) -> None:
         self.statements: list[str] = []
         self.pending: list[defer.Deferred] = []
+        self.closed = False
 
     def runQuery(self, sql, params=None) -> defer.Deferred:
         self.statements.append(sql)
@@ -47,16 +48,21 @@ class Hanging:
 
     runOperation = runQuery
 
+    def close(self) -> None:
+        self.closed = True
 
-def test_a_dedicated_statement_that_does_not_answer_in_time_is_unavailable() -> None:
+
+def test_a_dedicated_statement_not_answered_in_time_is_unavailable_and_closed() -> None:
     clock, driver = task.Clock(), Hanging()
     connection = DedicatedConnection(driver, clock, timeout=3.0)
     d = defer.Deferred.fromCoroutine(connection.query("SELECT 1"))
     clock.advance(2.9)
     assert not d.called
+    assert not driver.closed
     clock.advance(0.1)
     assert isinstance(d.result.value, DatabaseUnavailable) and "timed out" in str(d.result.value)
     d.addErrback(lambda _: None)
+    assert driver.closed  # whatever state the connection held may be gone
     assert clock.getDelayedCalls() == []
 
 
