@@ -13,6 +13,7 @@ handshake's leftovers go once the connection is open, and the queue is a list.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Sequence
 
 import txaio
@@ -93,6 +94,14 @@ class DownstreamProtocol(WebSocketServerProtocol):
         if self.outbox is not None:
             self.outbox.wrote(len(data))
 
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None,
+                       isReply: bool = False) -> None:
+        # Every close the gateway starts passes here, Autobahn's own (1009) included;
+        # a reply to the client's close is not the gateway's doing.
+        if not isReply and code is not None and self.state == self.STATE_OPEN:
+            self.factory.closes[code] += 1
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
     def onPing(self, payload: bytes) -> None:
         if self._pings is None:
             self._pings = Allowance(self.factory.reactor, PING_RATE, PING_BURST)
@@ -149,7 +158,6 @@ class DownstreamProtocol(WebSocketServerProtocol):
         """Close with ``code``: out of the hub at once, so a closing client gets no more
         events and no longer counts, however long its close handshake takes."""
         if code == CLOSE_SLOW_CONSUMER:
-            self.factory.slow_closed += 1
             self.closeHandshakeTimeout = SLOW_CLOSE_TIMEOUT
         self.end_session()
         self.sendClose(code, reason)
@@ -170,6 +178,16 @@ class DownstreamFactory(WebSocketServerFactory):
     when its class lacks it."""
 
     _configured: tuple[type, dict[str, Any], type] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Close frames the gateway sent its clients, by code (see ``close_codes``).
+        self.closes: Counter[int] = Counter()
+
+    @property
+    def slow_closed(self) -> int:
+        """Clients closed as too slow to follow (4008)."""
+        return self.closes[CLOSE_SLOW_CONSUMER]
 
     def buildProtocol(self, addr) -> WebSocketServerProtocol:
         base = self.protocol

@@ -300,7 +300,6 @@ class SocketIoFactory(DownstreamFactory):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.wire = SocketIoWire(self)
-        self.slow_closed = 0
         #: pid -> connections using it here, for the keeper's batched refresh.
         self.live_pids: dict[str, int] = {}
         # Engine.IO does its own heartbeat (ping/pong packets), so no WebSocket pings.

@@ -146,7 +146,6 @@ class JsonSocketFactory(DownstreamFactory):
         self.hub = hub
         self.authenticator = authenticator
         self.wire = JsonWire(self)
-        self.slow_closed = 0
         self.setProtocolOptions(
             maxFramePayloadSize=MAX_FRAME, maxMessagePayloadSize=MAX_FRAME,
             autoPingInterval=25, autoPingTimeout=20, openHandshakeTimeout=10,

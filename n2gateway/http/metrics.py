@@ -76,6 +76,13 @@ class GatewayCollector(Collector):
         yield _labelled(CounterMetricFamily(
             "n2gateway_slow_consumer_disconnects", "Sessions closed for not keeping up",
             labels=["protocol"]), "protocol", g.slow_closed())
+        closes = CounterMetricFamily(
+            "n2gateway_downstream_closes", "Close frames sent to clients, by protocol and "
+            "close code", labels=["protocol", "code"])
+        for protocol, by_code in sorted(g.closes().items()):
+            for code, count in sorted(by_code.items()):
+                closes.add_metric([protocol, str(code)], count)
+        yield closes
         yield _gauge("n2gateway_hub_head", "Newest journal offset this node has dispatched",
                      hub.head)
         yield _gauge("n2gateway_journal_pending_appends",

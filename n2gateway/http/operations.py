@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 class Endpoint(Protocol):
     """A downstream endpoint (``/ws``, Socket.IO), as far as operators see it."""
 
+    #: Close frames sent to its clients, by close code.
+    closes: Mapping[int, int]
     #: Clients closed as too slow to follow (4008).
     slow_closed: int
 
@@ -100,6 +102,10 @@ class Operations:
         for session in self.hub.sessions:
             counts[session.wire.protocol_name] += 1
         return counts
+
+    def closes(self) -> dict[str, Mapping[int, int]]:
+        """``Endpoint.closes``, by endpoint."""
+        return {name: endpoint.closes for name, endpoint in self.endpoints.items()}
 
     def slow_closed(self) -> dict[str, int]:
         """``Endpoint.slow_closed``, by endpoint."""

@@ -249,11 +249,12 @@ async def test_a_slow_consumer_is_closed_with_4008_others_keep_receiving_and_it_
     for n in range(count):
         await gw.gateway.context.publish(["room"], "e", {"n": n, "blob": blob})
     await fast.wait_events(count, timeout=30)
-    await eventually(lambda: gw.gateway.endpoints["ws"].slow_closed, 5, "a slow close")
+    await eventually(lambda: gw.gateway.endpoints["ws"].closes[CLOSE_SLOW_CONSUMER], 5,
+                     "a slow close")
     await sleep(3)  # a client stalled for a while still learns why it was closed
     slow.resume_reading()
     assert [e["payload"]["n"] for e in fast.events()] == list(range(count))
-    assert gw.gateway.endpoints["ws"].slow_closed == 1
+    assert gw.gateway.endpoints["ws"].closes == {CLOSE_SLOW_CONSUMER: 1}
     code, reason = await slow.closed
     assert code == CLOSE_SLOW_CONSUMER
     assert "slow consumer" in reason
@@ -277,7 +278,7 @@ async def test_a_burst_larger_than_the_outbox_reaches_a_client_that_keeps_readin
     await defer.gatherResults([gw.gateway.context.publish(["user:u"], "e", {"n": n, "b": blob})
                                for n in range(600)])  # 3 MB in one journal batch
     await client.wait_events(600)
-    assert gw.gateway.endpoints["ws"].slow_closed == 0
+    assert gw.gateway.endpoints["ws"].closes[CLOSE_SLOW_CONSUMER] == 0
     assert not client.closed.called
 
 

@@ -74,12 +74,16 @@ async def test_metrics_follow_a_scripted_scenario(gateway) -> None:
     before = samples(http(gateway, "GET", "/metrics")[1].decode())
     assert http(gateway, "GET", "/metrics", token=None)[0] == 401
     clients = [connect_client(gateway, f"u{i}") for i in range(CLIENTS)]
+    connect_client(gateway, "bad%01user")  # a control character: closed with 4001
+    refused = ("n2gateway_downstream_closes_total", (("code", "4001"), ("protocol", "ws")))
     await eventually(lambda: all(any(f["type"] == "subscribed" for f in c.frames) for c in clients))
     for n in range(EVENTS):
         assert http(gateway, "POST", "/api/publish",
                     {"rooms": ["demo:room"], "event": "tick", "payload": {"n": n}})[0] == 200
     await eventually(lambda: all(sum(f["type"] == "tick" for f in c.frames) == EVENTS
                                  for c in clients))
+    await eventually(lambda: samples(http(gateway, "GET", "/metrics")[1].decode()).get(refused),
+                     what="the refused client's close counted")
 
     status, body = http(gateway, "GET", "/metrics")
     assert status == 200
@@ -92,6 +96,7 @@ async def test_metrics_follow_a_scripted_scenario(gateway) -> None:
     assert got[("n2gateway_events_delivered_total", (("source", "demo"),))] == EVENTS * CLIENTS
     assert got[("n2gateway_journal_head", ())] == EVENTS
     assert got[("n2gateway_hub_head", ())] == EVENTS
+    assert got[refused] == 1
     assert after[("n2gateway_hub_lag_events", ())] == 0
     assert after[("n2gateway_database_up", ())] == 1
     assert after[("n2gateway_listen_connected", ())] == 1

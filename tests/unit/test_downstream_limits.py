@@ -200,6 +200,15 @@ def test_a_ping_flood_is_closed_with_4029(dev, protocol) -> None:
     connection.ping(b"x")
     code, reason = connection.close_frame()
     assert code == CLOSE_TOO_MANY_PINGS and "too many pings" in reason
+    factory = dev.ws if protocol == "ws" else dev.socketio
+    assert factory.closes == {CLOSE_TOO_MANY_PINGS: 1}  # for /metrics
+
+
+def test_a_close_the_client_began_is_not_counted_as_the_gateways(dev) -> None:
+    connection = dev.open_ws("userId=u")
+    connection.protocol.dataReceived(client_frame(8, struct.pack("!H", 1000)))
+    assert connection.close_frame() == (1000, "")  # the echo
+    assert dev.ws.closes == {}
 
 
 def test_the_ping_allowance_refills_with_time(dev) -> None:
@@ -222,6 +231,7 @@ def test_ws_session_is_closed_at_exp_with_4001(setup) -> None:
     setup.clock.advance(1)
     assert connection.close_frame() == (CLOSE_UNAUTHORIZED, "token expired")
     assert setup.hub.sessions == set()
+    assert setup.ws.closes == {CLOSE_UNAUTHORIZED: 1}
 
 
 def test_ws_refresh_moves_exp_and_narrows_rooms_with_unsubscribed(setup) -> None:
@@ -276,6 +286,7 @@ def test_socketio_session_is_closed_at_exp_with_4001(setup) -> None:
     setup.clock.advance(1)
     assert connection.close_frame() == (CLOSE_UNAUTHORIZED, "token expired")
     assert setup.hub.sessions == set()
+    assert setup.socketio.closes == {CLOSE_UNAUTHORIZED: 1}
 
 
 def test_socketio_refresh_answers_the_ack_and_narrows_rooms(setup) -> None:
