@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+from n2gateway.credentials import CredentialsRefused
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.http.errors import HttpError
 from n2gateway.http.routes import JsonRequest, Routes
@@ -78,6 +79,10 @@ def add_provider_routes(
             here = await provider.start(credentials)
         except DatabaseUnavailable as e:
             raise HttpError(503, f"credentials not saved, nothing changed: {e}") from None
+        except CredentialsRefused as e:
+            # The gateway's set-up, not the request (a plugin that did not add its
+            # client type to the table's check): a 500 that names the constraint.
+            raise HttpError(500, f"credentials not saved, nothing changed: {e}") from None
         where = "" if here else " (through the gateway that holds it)"
         return {"success": True, "credentialsSaved": True,
                 "message": f"credentials saved; connecting to {name}{where}"}
