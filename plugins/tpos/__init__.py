@@ -31,6 +31,9 @@ def n2gateway_options(register: Callable[[PluginOption], None]) -> None:
                           TOKEN_URL, url("http", "https")))
     register(PluginOption("renewal-margin", "Renew a token this long before it expires (at "
                           "most half its life).", "5m", duration))
+    register(PluginOption("renewal-timeout", "Give up on a token request after this long "
+                          "(and retry with backoff while the token is valid).", "30s",
+                          duration))
 
 
 def _provider(context: PluginContext, store: CredentialStore) -> TposProvider:
@@ -39,6 +42,7 @@ def _provider(context: PluginContext, store: CredentialStore) -> TposProvider:
     provider = TposProvider(store, context.reactor, url=options["tpos-url"],
                             on_event=TposRelay(context.publish), tokens=TposTokens(endpoint))
     provider.renewal_margin = options["tpos-renewal-margin"]
+    provider.renewal_timeout = options["tpos-renewal-timeout"]
     return provider
 
 

@@ -42,6 +42,7 @@ def test_defaults_are_parsed_like_given_values(monkeypatch, tmp_path):
     assert values["pancake-url"] == "wss://pancake.vn/socket/websocket"
     assert values["pancake-page-retry"] == 300.0
     assert values["tpos-renewal-margin"] == 300.0
+    assert values["tpos-renewal-timeout"] == 30.0
     assert values["chat-gap-grace"] == 10.0
     assert values["chat-users-table"] == "users"
 

@@ -1,6 +1,7 @@
 """The TPOS provider's stored rows and status fields, and the relay's rooms."""
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from n2gateway.credentials import StoredCredentials
 from n2gateway.http.errors import HttpError
 from n2gateway.http.validation import validate
 from n2gateway.upstream.provider import BadCredentials
+from n2gateway_plugins import tpos
 from n2gateway_plugins.tpos.session import TposCredentials
 from n2gateway_plugins.tpos.api import START_BODY, credentials_from_body
 from n2gateway_plugins.tpos.provider import TposProvider
@@ -138,3 +140,12 @@ def test_renewal_fields_go_to_extra_and_back_and_never_into_repr() -> None:
     password_only = StoredCredentials("tpos", "", None, None, None, None, True,
                                       {"username": OWNER, "password": PASSWORD})
     assert provider().credentials_from_row(password_only).username == OWNER
+
+
+def test_the_renewal_options_reach_the_provider() -> None:
+    options = {"tpos-url": "ws://tpos.test/socket.io/", "tpos-token-url": "http://tpos.test/token",
+               "tpos-renewal-margin": 120.0, "tpos-renewal-timeout": 7.0}
+    context = SimpleNamespace(reactor=Clock(), publish=lambda *event: None,
+                              settings=SimpleNamespace(plugin_options=options))
+    built = tpos._provider(context, MemoryStore())
+    assert (built.renewal_margin, built.renewal_timeout) == (120.0, 7.0)
