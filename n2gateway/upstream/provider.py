@@ -127,7 +127,9 @@ class Provider(Service, Generic[C]):
         # Reads of the stored row under way, cancelled when the service stops.
         self._reads: set[Deferred[Any]] = set()
         self._renewal: TokenRenewal[C] | None = None
-        self._expiry = ExpiryWarning(self.client_type, reactor, wall_clock, self._expires_now)
+        # The warning period is read at each check: the plugin sets it after __init__.
+        self._expiry = ExpiryWarning(self.client_type, reactor, wall_clock, self._expires_now,
+                                     lambda: self.token_warning)
 
     # What a plugin provides.
 

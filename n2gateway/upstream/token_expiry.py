@@ -63,14 +63,14 @@ def expiry_status(expires_at: float | None, now: float, warning: float,
 class ExpiryWarning:
     """
     Checks every hour and warns at most once a day while ``expires_at()``
-    is within ``warning`` seconds (or past). Started with the session, stopped
+    is within ``warning()`` seconds (or past). Started with the session, stopped
     with it.
     """
 
     log = Logger()
 
     def __init__(self, provider: str, clock: Any, wall_clock: Callable[[], float],
-                 expires_at: Callable[[], float | None], warning: float = DEFAULT_WARNING) -> None:
+                 expires_at: Callable[[], float | None], warning: Callable[[], float]) -> None:
         self._provider = provider
         self._wall_clock = wall_clock
         self._expires_at = expires_at
@@ -87,7 +87,7 @@ class ExpiryWarning:
 
     def check(self) -> None:
         expires, now = self._expires_at(), self._wall_clock()
-        if expires is None or expires - now >= self._warning:
+        if expires is None or expires - now >= self._warning():
             return
         if self._warned_at is not None and now - self._warned_at < WARN_EVERY:
             return

@@ -85,6 +85,27 @@ def test_a_pancake_jwt_near_its_end_is_warned_about_once_a_day_then_said_expired
     assert stopped.called and clock.getDelayedCalls() == []
 
 
+def test_the_warning_period_the_operator_set_holds_for_the_log_as_for_the_status() -> None:
+    clock = Clock()
+    clock.advance(NOW)
+    network = MemoryEndpoint(FakePancake(clock).factory, clock)
+    provider = PancakeProvider(MemoryStore(), clock, url="ws://pancake.test/socket/websocket",
+                               on_event=lambda *e: None, endpoint=network,
+                               wall_clock=clock.seconds)
+    provider.token_warning = 1 * DAY  # --token-warning 1d, as ProviderPlugin sets it
+    provider.startService()
+    with capturedLogs() as logged:
+        Deferred.fromCoroutine(provider.start(PancakeCredentials(
+            token(sub="42", exp=int(NOW + 2.5 * DAY)), "42", ("101",))))
+        network.flush()
+        assert not provider.status().as_json()["tokenExpiresSoon"]
+        for _ in range(24):
+            network.advance(3600)  # a day later: 1.5 days left, still more than 1 day
+    assert [e for e in logged if "the token expire" in formatEvent(e)] == []
+    provider.stopService()
+    network.flush()
+
+
 def test_the_expiry_is_a_metric_for_the_providers_whose_token_says() -> None:
     def provider(expires_at: float | None) -> ProviderStatus:
         return ProviderStatus(UpstreamStatus(), held=True, has_token=True,
