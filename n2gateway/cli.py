@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from n2gateway.config import Settings, parse_duration
 from n2gateway.db import Database, DatabaseUnavailable
-from n2gateway.db.embedded import EmbeddedPostgres, running_uri
+from n2gateway.db.embedded import EmbeddedPostgres, pgdata_of, running_uri
 from n2gateway.db.migrations import MigrationError, apply_migrations
 from n2gateway.downstream.auth import issue_token
 from n2gateway.plugins import migration_folders
@@ -120,7 +120,7 @@ def dsn(settings: Settings) -> None:
     if uri is None:
         # On stderr: psql "$(n2gateway dsn)" must not take the complaint for a URL.
         sys.stderr.write(f"n2gateway: no embedded PostgreSQL is running in "
-                         f"{(settings.data_dir / 'pgdata').resolve()} (start the gateway first)\n")
+                         f"{pgdata_of(settings.data_dir)} (start the gateway first)\n")
         raise SystemExit(1)
     say(uri)
 

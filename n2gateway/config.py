@@ -18,7 +18,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
-from n2gateway.plugin_options import DeclaredOption, duration, parse_plugin_options, positive_int
+from n2gateway.plugin_options import (DeclaredOption, duration, parse_plugin_options, pick,
+                                      positive_int)
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,6 @@ class Settings:
         return f"PostgreSQL at {parts.hostname or 'local socket'}:{parts.port or 5432}{parts.path}"
 
 
-def _pick(options: Mapping[str, Any], environ: Mapping[str, str], option: Option) -> str | None:
-    value = options.get(option.name)
-    if value is None:
-        value = environ.get(option.env) or None
-    return value if value is not None else option.default
-
-
 def comma_list(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
@@ -129,7 +123,7 @@ def build_settings(
 
     ``reactor`` is only used to parse the endpoint string; nothing listens here.
     """
-    values = {option.name: _pick(options, environ, option) for option in OPTIONS}
+    values = {option.name: pick(options, environ, option) for option in OPTIONS}
 
     http = values["http"] or (f"tcp:{environ['PORT']}" if environ.get("PORT") else "tcp:8080")
     try:

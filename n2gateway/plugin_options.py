@@ -10,7 +10,7 @@ one-line ``UsageError`` at start, like a bad core option.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 from urllib.parse import urlsplit
 
 from twisted.python import usage
@@ -58,6 +58,22 @@ def option_prefix(plugin_name: str) -> str:
     return plugin_name.rsplit(".", 1)[-1].replace("_", "-").lower()
 
 
+class Named(Protocol):
+    """An option as ``pick`` reads it: the core's and the plugins' alike."""
+
+    name: str
+    env: str
+    default: str | None
+
+
+def pick(options: Mapping[str, Any], environ: Mapping[str, str], option: Named) -> str | None:
+    """The option's text as given, else its variable's (unless empty), else its default."""
+    value = options.get(option.name)
+    if value is None:
+        value = environ.get(option.env) or None
+    return value if value is not None else option.default
+
+
 def parse_plugin_options(declared: Iterable[DeclaredOption], options: Mapping[str, Any],
                          environ: Mapping[str, str]) -> dict[str, Any]:
     """Every declared option's value by full name: the option, else its variable,
@@ -65,9 +81,7 @@ def parse_plugin_options(declared: Iterable[DeclaredOption], options: Mapping[st
     values: dict[str, Any] = {}
     for declared_option in declared:
         name = declared_option.name
-        text = options.get(name)
-        if text is None:
-            text = environ.get(declared_option.env) or declared_option.default
+        text = pick(options, environ, declared_option)
         if text is None:
             values[name] = None
             continue

@@ -44,6 +44,16 @@ def nodes(value: Any, limit: int = MAX_DEPTH) -> Iterator[Any]:
             stack.extend((child, depth + 1) for child in item)
 
 
+def check_depth(text: str | bytes, value: Any, limit: int) -> None:
+    """``TooDeep`` if ``value``, decoded from ``text``, nests more than ``limit`` deep.
+    Each level opens a bracket, so a text with no more brackets than ``limit`` (nearly
+    every body) is not walked."""
+    square, curly = ("[", "{") if isinstance(text, str) else (b"[", b"{")
+    if text.count(square) + text.count(curly) > limit:
+        for _ in nodes(value, limit):
+            pass
+
+
 def check_storable(value: Any, what: str = "payload") -> None:
     """Raise ``Unstorable`` naming the problem in ``value`` (decoded JSON)."""
     try:

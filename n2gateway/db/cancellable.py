@@ -15,11 +15,13 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 
-def cancellable(statement: defer.Deferred, cancel: Callable[[], None]) -> defer.Deferred:
+def cancellable(statement: defer.Deferred,
+                cancel: Callable[[], None] = lambda: None) -> defer.Deferred:
     """``statement``'s outcome, in a Deferred whose cancellation calls ``cancel`` (ask
     the server to stop, or close the connection) and then fails at once with
     ``CancelledError`` (``TimeoutError``, for a deadline), whatever ``cancel`` made
-    ``statement`` do. ``statement`` runs on to its end, its outcome then nobody's."""
+    ``statement`` do. ``statement`` runs on to its end, its outcome then nobody's:
+    without ``cancel``, a wait for work that cannot be interrupted (a thread)."""
     given_up = False
 
     def cancelled(caller: defer.Deferred) -> None:

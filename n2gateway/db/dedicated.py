@@ -10,7 +10,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from n2gateway.db.cancellable import cancellable
-from n2gateway.db.errors import ours
+from n2gateway.db.errors import raise_ours
 
 
 class DedicatedConnection:
@@ -37,10 +37,7 @@ class DedicatedConnection:
         try:
             return await d
         except Exception as e:
-            mapped = ours(e)
-            if mapped is e:
-                raise
-            raise mapped from None
+            raise_ours(e)
 
     def close(self) -> None:
         """Close it (again: nothing happens); ``on_lost`` is called."""

@@ -23,11 +23,16 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
+from n2gateway.db.cancellable import cancellable
 from n2gateway.db.pool import retry_delay
 from n2gateway.pause import Pause
 from n2gateway.scheduling import Periodic
+
+
+def pgdata_of(data_dir: Path) -> Path:
+    """Where the embedded PostgreSQL keeps its data in the gateway's ``data_dir``."""
+    return (data_dir / "pgdata").resolve()
 
 
 class EmbeddedPostgres:
@@ -35,7 +40,7 @@ class EmbeddedPostgres:
 
     def __init__(self, reactor, data_dir: Path) -> None:
         self._reactor = reactor
-        self.pgdata = (data_dir / "pgdata").resolve()
+        self.pgdata = pgdata_of(data_dir)
         self._server = None
         self._starting: defer.Deferred | None = None
 
@@ -45,7 +50,7 @@ class EmbeddedPostgres:
         self._starting = deferToThreadPool(
             self._reactor, self._reactor.getThreadPool(), self._get_server)
         self._starting.addCallback(self._started)
-        await _shielded(self._starting)
+        await cancellable(self._starting)
         uri = self._server.get_uri()
         # The URL holds no password (local socket, trust): psql "$(n2gateway dsn)".
         self.log.info("embedded PostgreSQL ready at {uri}", uri=uri)
@@ -99,7 +104,7 @@ class EmbeddedPostgres:
         if self._starting is not None:
             starting, self._starting = self._starting, None
             try:
-                await _shielded(starting)
+                await cancellable(starting)
             except Exception:
                 pass  # start() reported it; there is no server to stop
         if self._server is None:
@@ -165,7 +170,7 @@ def running_uri(data_dir: Path) -> str | None:
     import_pgserver()
     from pgserver.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata((data_dir / "pgdata").resolve())
+    info = PostmasterInfo.read_from_pgdata(pgdata_of(data_dir))
     if info is None or not info.is_running() or info.status != "ready":
         return None
     return info.get_uri()
@@ -195,19 +200,6 @@ def _running(psutil, pid: int) -> bool:
         return False
 
 
-def _shielded(d: defer.Deferred) -> defer.Deferred:
-    """A Deferred firing with ``d``'s result; cancelling it leaves ``d`` running."""
-    copy: defer.Deferred = defer.Deferred()
-
-    def pass_on(result):
-        if not copy.called:
-            (copy.errback if isinstance(result, Failure) else copy.callback)(result)
-        return None  # d's result is delivered (or its waiter left): nothing is unhandled
-
-    d.addBoth(pass_on)
-    return copy
-
-
 class EmbeddedKeeper(service.MultiService):
     """Restarts the embedded PostgreSQL when its postmaster dies (killed, crashed), with
     growing delays between attempts; ``on_restarted(dsn)`` after each restart. The
@@ -231,7 +223,7 @@ class EmbeddedKeeper(service.MultiService):
         super().stopService()
         self._pause.cancel()
         # A restart running in a thread cannot be interrupted: it finishes first.
-        return _shielded(self._restarting) if self._restarting else defer.succeed(None)
+        return cancellable(self._restarting) if self._restarting else defer.succeed(None)
 
     def _check(self) -> None:
         if self._restarting is None and not self._embedded.postmaster_alive():

@@ -8,11 +8,14 @@ and the driver's exception is not chained (tracebacks would print it).
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import psycopg2
 from psycopg2.extensions import TransactionRollbackError
 from twisted.internet import defer
 
 from n2gateway.redact import scrub_text
+
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached right now; the message is safe to show."""
@@ -55,6 +58,15 @@ def is_connection_error(error: BaseException) -> bool:
     # driver too, on a connection that is fine.
     return (isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError)
             and not isinstance(error, TransactionRollbackError))
+
+
+def raise_ours(error: Exception) -> NoReturn:
+    """Raise ``ours(error)``: ``error`` itself when it is not the driver's, else the
+    layer's own, not chained to the driver's (a traceback would print its text)."""
+    mapped = ours(error)
+    if mapped is error:
+        raise error
+    raise mapped from None
 
 
 def ours(error: Exception) -> Exception:

@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from n2gateway.db.errors import describe_error
 from n2gateway.db.pool import Database, retry_delay
+from n2gateway.pause import Pause
 
 KEEPALIVE_INTERVAL = 10.0
 KEEPALIVE_TIMEOUT = 5.0
@@ -68,7 +68,7 @@ class Listener(service.Service):
         self._connection: Any = None
         self._listening: set[str] = set()
         self._lost: defer.Deferred | None = None
-        self._waiting: defer.Deferred | None = None
+        self._pause = Pause(reactor)
         self._loop: defer.Deferred | None = None
         self._timers: dict[str, Any] = {}
 
@@ -97,8 +97,7 @@ class Listener(service.Service):
     def stopService(self) -> defer.Deferred:
         super().stopService()
         self._connection_lost("the gateway is stopping")
-        if self._waiting is not None:
-            self._waiting.cancel()
+        self._pause.cancel()
         return self._loop if self._loop is not None else defer.succeed(None)
 
     # -- the connection loop ----------------------------------------------------------
@@ -119,13 +118,8 @@ class Listener(service.Service):
                 attempt += 1
                 self.log.warn("LISTEN connection failed ({reason}); retrying in {delay:.1f} s",
                               reason=describe_error(e), delay=delay)
-                try:
-                    self._waiting = deferLater(self._reactor, delay)
-                    await self._waiting
-                except defer.CancelledError:
+                if not await self._pause(delay):
                     break
-                finally:
-                    self._waiting = None
                 continue
             attempt = 0
             if ever_connected:

@@ -20,7 +20,7 @@ from txpostgres import txpostgres
 from n2gateway.db.cancellable import cancellable
 from n2gateway.db.dedicated import DedicatedConnection
 from n2gateway.db.errors import (
-    DatabaseError, DatabaseUnavailable, describe_error, is_connection_error, ours)
+    DatabaseError, DatabaseUnavailable, describe_error, is_connection_error, raise_ours)
 
 T = TypeVar("T")
 
@@ -211,10 +211,7 @@ class Database:
                 self._drop_idle()
                 raise DatabaseUnavailable(describe_error(e)) from None
             self._checkin(connection)
-            mapped = ours(e)
-            if mapped is e:
-                raise
-            raise mapped from None
+            raise_ours(e)
         self._checkin(connection)
         return result
 

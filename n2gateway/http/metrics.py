@@ -31,9 +31,10 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _labelled(family: Any, label: str, values: Mapping[str, float]) -> Any:
+def _labelled(family: Any, values: Mapping[Any, float]) -> Any:
+    """``family`` with a sample per key: its one label's value, or a tuple of them."""
     for key, value in sorted(values.items()):
-        family.add_metric([key], value)
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
     return family
 
 
@@ -54,35 +55,30 @@ class GatewayCollector(Collector):
         hub = g.hub
         yield _labelled(GaugeMetricFamily(
             "n2gateway_connections", "Downstream connections by protocol", labels=["protocol"]),
-            "protocol", g.connections_by_protocol())
+            g.connections_by_protocol())
         yield _gauge("n2gateway_subscriptions", "Room subscriptions of all downstream sessions",
                      sum(len(s.subscriptions) for s in hub.sessions))
         yield _gauge("n2gateway_rooms", "Rooms with at least one session", len(hub.rooms))
         yield _labelled(CounterMetricFamily(
             "n2gateway_events_published", "Events this node's hub dispatched, by source "
-            "(the first room's prefix)", labels=["source"]), "source", hub.traffic.published)
+            "(the first room's prefix)", labels=["source"]), hub.traffic.published)
         yield _labelled(CounterMetricFamily(
             "n2gateway_events_delivered", "Event deliveries to downstream sessions, by source",
-            labels=["source"]), "source", hub.traffic.delivered)
-        refused = CounterMetricFamily(
+            labels=["source"]), hub.traffic.delivered)
+        yield _labelled(CounterMetricFamily(
             "n2gateway_events_refused", "Events the journal could not store (NUL, NaN, too "
             "deep, refused by the database...), by source and reason",
-            labels=["source", "reason"])
-        for (source, reason), count in sorted(g.journal.refusals.refused.items()):
-            refused.add_metric([source, reason], count)
-        yield refused
+            labels=["source", "reason"]), g.journal.refusals.refused)
         yield CounterMetricFamily("n2gateway_events_replayed",
                                   "Events replayed to resuming sessions", value=hub.replayed)
         yield _labelled(CounterMetricFamily(
             "n2gateway_slow_consumer_disconnects", "Sessions closed for not keeping up",
-            labels=["protocol"]), "protocol", g.slow_closed())
-        closes = CounterMetricFamily(
+            labels=["protocol"]), g.slow_closed())
+        yield _labelled(CounterMetricFamily(
             "n2gateway_downstream_closes", "Close frames sent to clients, by protocol and "
-            "close code", labels=["protocol", "code"])
-        for protocol, by_code in sorted(g.closes().items()):
-            for code, count in sorted(by_code.items()):
-                closes.add_metric([protocol, str(code)], count)
-        yield closes
+            "close code", labels=["protocol", "code"]),
+            {(protocol, str(code)): count for protocol, by_code in g.closes().items()
+             for code, count in by_code.items()})
         yield _gauge("n2gateway_hub_head", "Newest journal offset this node has dispatched",
                      hub.head)
         yield _gauge("n2gateway_journal_pending_appends",
@@ -108,8 +104,8 @@ class GatewayCollector(Collector):
         pool = GaugeMetricFamily("n2gateway_database_pool_connections",
                                  "Database pool connections by state", labels=["state"])
         stats = g.db.stats()
-        yield _labelled(pool, "state", {"open": stats["open"], "idle": stats["idle"],
-                                        "max": stats["size"]})
+        yield _labelled(pool, {"open": stats["open"], "idle": stats["idle"],
+                               "max": stats["size"]})
         yield _gauge("n2gateway_database_pool_waiting", "Callers waiting for a pool connection",
                      stats["waiting"])
         yield _gauge("n2gateway_listen_connected", "1 while the shared LISTEN connection is up",
@@ -131,18 +127,18 @@ class GatewayCollector(Collector):
              "since the last session", lambda s: s.session.reconnect_attempts),
         )
         for kind, name, doc, read in families:
-            yield _labelled(kind(name, doc, labels=["provider"]), "provider",
+            yield _labelled(kind(name, doc, labels=["provider"]),
                             {provider: read(s) for provider, s in providers.items()})
         yield _labelled(GaugeMetricFamily(
             "n2gateway_upstream_pages_not_joined", "Pages of the session not joined now "
-            "(refused, or waiting for their retry)", labels=["provider"]), "provider",
+            "(refused, or waiting for their retry)", labels=["provider"]),
             {provider: s.channels_not_joined for provider, s in providers.items()
              if s.channels_not_joined is not None})
         yield _labelled(GaugeMetricFamily(
             "n2gateway_upstream_token_expiry_timestamp_seconds", "When the provider's token "
             "expires (Unix time), for the providers whose token says", labels=["provider"]),
-            "provider", {provider: s.expiry.expires_at for provider, s in providers.items()
-                         if s.expiry.expires_at is not None})
+            {provider: s.expiry.expires_at for provider, s in providers.items()
+             if s.expiry.expires_at is not None})
 
 
 def add_metrics_route(routes: Routes, ops: Operations) -> GatewayCollector:

@@ -24,7 +24,7 @@ from werkzeug.routing import RequestRedirect
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.http.errors import HttpError
 from n2gateway.http.validation import validate
-from n2gateway.storable import MAX_DEPTH, TooDeep, nodes
+from n2gateway.storable import MAX_DEPTH, TooDeep, check_depth
 
 log = Logger()
 
@@ -152,8 +152,7 @@ class Routes:
         try:
             data = json.loads(raw)
             # Bounded before anything walks the body recursively (validation, encoding).
-            for _ in nodes(data, MAX_BODY_DEPTH):
-                pass
+            check_depth(raw, data, MAX_BODY_DEPTH)
         except (TooDeep, RecursionError):
             raise HttpError(400, f"JSON nested deeper than {MAX_BODY_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as e:

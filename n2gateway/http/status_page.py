@@ -15,7 +15,7 @@ from n2gateway.http.errors import HttpError
 from n2gateway.http.routes import JsonRequest, RawAnswer, Routes
 from n2gateway.journal import Event, Journal
 from n2gateway.redact import redact
-from n2gateway.storable import MAX_DEPTH, TooDeep, nodes
+from n2gateway.storable import MAX_DEPTH, TooDeep, check_depth
 
 STATIC = resources.files("n2gateway.http") / "static"
 ASSET_TYPES = {"status.js": "text/javascript; charset=utf-8",
@@ -42,8 +42,7 @@ def preview(event: Event) -> dict[str, Any]:
     walked: it would raise RecursionError on every poll of the page."""
     try:
         payload = event.payload
-        for _ in nodes(payload):
-            pass
+        check_depth(event.payload_json, payload, MAX_DEPTH)
         text = json.dumps(redact(payload), ensure_ascii=False, separators=(",", ":"))
     except (TooDeep, RecursionError):
         text = f"[nested deeper than {MAX_DEPTH} levels: not shown]"

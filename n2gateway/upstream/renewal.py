@@ -12,7 +12,6 @@ provider, which then needs a person to log in again.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
@@ -21,6 +20,7 @@ from twisted.logger import Logger
 
 from .backoff import BackoffPolicy, upstream_backoff
 from .oauth2 import GrantFailed, GrantRefused
+from .status import iso
 
 C = TypeVar("C")
 
@@ -28,11 +28,6 @@ DEFAULT_MARGIN = 300.0
 DEFAULT_TIMEOUT = 30.0
 # However short-lived the tokens an endpoint hands out, no more than one renewal a second.
 MIN_INTERVAL = 1.0
-
-
-def iso(timestamp: float | None) -> str | None:
-    return None if timestamp is None else datetime.fromtimestamp(
-        timestamp, timezone.utc).isoformat()
 
 
 class TokenRenewal(Generic[C]):

@@ -51,8 +51,10 @@ def safe_reason(reason: object, fallback: str) -> str:
     return reason if isinstance(reason, str) and _SAFE_REASON.fullmatch(reason) else fallback
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+def iso(timestamp: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC, as every status answer shows times."""
+    return None if timestamp is None else datetime.fromtimestamp(
+        timestamp, timezone.utc).isoformat()
 
 
 @dataclass
@@ -64,7 +66,7 @@ class ChannelStatus:
     since: float
 
     def as_dict(self) -> dict[str, object]:
-        return {"joined": self.joined, "error": self.error, "since": _iso(self.since)}
+        return {"joined": self.joined, "error": self.error, "since": iso(self.since)}
 
 
 class UpstreamStatus:
@@ -92,8 +94,10 @@ class UpstreamStatus:
         self.since = self._wall_clock()
 
     def know_secrets(self, secrets: Iterable[str]) -> None:
-        """Withhold these too (a renewed token): the older ones may still be echoed."""
-        self._secrets += tuple(secrets)
+        """Withhold these too (a renewed token): the older ones may still be echoed.
+        Each renewal passes the username, password and refresh token again: they are
+        kept once, or a session of months would withhold a longer list every day."""
+        self._secrets = tuple(dict.fromkeys((*self._secrets, *secrets)))
 
     def shown(self, reason: str) -> str:
         """``reason`` as it may be shown or logged: quotes of a secret withheld."""
@@ -140,7 +144,7 @@ class UpstreamStatus:
     def as_dict(self) -> dict[str, object]:
         return {
             "connected": self.connected,
-            "since": _iso(self.since),
+            "since": iso(self.since),
             "reconnectAttempts": self.reconnect_attempts,
             "lastError": self.last_error,
             "needsLogin": self.needs_login,

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from n2gateway.scheduling import Periodic
 
-from .renewal import iso
+from .status import iso
 
 DEFAULT_WARNING = 7 * 86400.0
 CHECK_EVERY = 3600.0

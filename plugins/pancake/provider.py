@@ -8,12 +8,8 @@ from typing import Any
 
 from n2gateway.credentials import StoredCredentials
 from n2gateway.upstream.backoff import BackoffPolicy
-from .session import (
-    PAGE_TOPIC_PREFIX,
-    PancakeCredentials,
-    build_pancake_service,
-    page_retry_backoff,
-)
+from .relay import PAGE_TOPIC_PREFIX
+from .session import PancakeCredentials, build_pancake_service, page_retry_backoff
 from n2gateway.upstream.provider import BadCredentials, Provider
 from n2gateway.upstream.service import UpstreamService
 from n2gateway.upstream.status import UpstreamStatus
@@ -63,8 +59,7 @@ class PancakeProvider(Provider[PancakeCredentials]):
         page_ids = list(credentials.page_ids) if credentials else []
         channels = self._status.channels
         never = {"joined": False, "error": None, "since": None}
-        pages = {page_id: channels[PAGE_TOPIC_PREFIX + page_id].as_dict()
-                 if PAGE_TOPIC_PREFIX + page_id in channels else never
-                 for page_id in page_ids}
+        pages = {page_id: channels[topic].as_dict() if topic in channels else never
+                 for page_id, topic in zip(page_ids, self.channel_topics(credentials))}
         return {"userId": credentials.user_id if credentials else None,
                 "pageCount": len(page_ids), "pageIds": page_ids, "pages": pages}

@@ -17,8 +17,8 @@ PAGE_ROOM_PREFIX = "pancake:page:"
 # names and topics, so nothing else gets through.
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 _ID = re.compile(ID_PATTERN)
-# Topics of the form pages:<pageId> name their page.
-_PAGE_TOPIC_PREFIX = "pages:"
+#: Topics of the form pages:<pageId> name their page (one channel joined per page).
+PAGE_TOPIC_PREFIX = "pages:"
 
 def _page_id(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -36,8 +36,8 @@ def rooms_for(topic: str, payload: Any) -> list[str]:
             inner = payload.get(key)
             if isinstance(inner, dict):
                 named.append(inner.get("page_id"))
-    if topic.startswith(_PAGE_TOPIC_PREFIX):
-        named.append(topic[len(_PAGE_TOPIC_PREFIX):])
+    if topic.startswith(PAGE_TOPIC_PREFIX):
+        named.append(topic[len(PAGE_TOPIC_PREFIX):])
     pages = dict.fromkeys(p for p in map(_page_id, named) if p is not None)
     return [ROOM, *(PAGE_ROOM_PREFIX + page for page in pages)]
 

@@ -16,9 +16,10 @@ from n2gateway.upstream.phoenix import ChannelSpec, EventCallback, JoinRefusal, 
 from n2gateway.upstream.service import UpstreamService
 from n2gateway.upstream.status import UpstreamStatus, safe_reason
 
+from .relay import PAGE_TOPIC_PREFIX
+
 PANCAKE_URL = "wss://pancake.vn/socket/websocket"
 PANCAKE_ORIGIN = "https://pancake.vn"
-PAGE_TOPIC_PREFIX = "pages:"
 # A refused page (its package expired: error 122) is asked again after 5 min,
 # then 10, 20, ... up to an hour: paying takes a person, not a second.
 PAGE_RETRY = 300.0
