@@ -10,7 +10,8 @@ from typing import Any
 
 from n2gateway.codecs.text import PacketError, dumps, loads, quoting
 
-__all__ = ["EngineType", "EnginePacket", "OpenInfo", "PacketError", "decode_engine",
+__all__ = ["CLOSE_FRAME", "EngineType", "EnginePacket", "NOOP_FRAME", "OpenInfo",
+           "PING_FRAME", "PacketError", "decode_engine",
            "decode_open", "decode_payload", "encode_engine", "encode_open", "encode_payload"]
 
 #: Separates the packets of one HTTP long-polling body (Engine.IO 4).
@@ -58,6 +59,12 @@ def encode_engine(packet: EnginePacket) -> str:
             f"Engine.IO packet data must be str, not {type(packet.data).__name__}"
         )
     return f"{packet_type.value}{packet.data}"
+
+
+#: The packets without data, encoded once: sent on every ping and every empty poll.
+CLOSE_FRAME = encode_engine(EnginePacket(EngineType.CLOSE))
+PING_FRAME = encode_engine(EnginePacket(EngineType.PING))
+NOOP_FRAME = encode_engine(EnginePacket(EngineType.NOOP))
 
 
 @dataclass(frozen=True, slots=True)

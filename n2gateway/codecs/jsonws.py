@@ -19,8 +19,13 @@ class ProtocolError(Exception):
     """A client frame we cannot act on; the message goes back in an error frame."""
 
 
+# Built once: json.dumps with options builds a new encoder on every call, and this
+# runs twice for every event frame prepared.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def event_text(name: str, room: str, payload_json: str, offset: int) -> str:

@@ -32,9 +32,9 @@ from typing import Any, Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from n2gateway.codecs.engineio import (EnginePacket, EngineType, OpenInfo, PacketError,
-                                       decode_payload, encode_engine, encode_open,
-                                       encode_payload)
+from n2gateway.codecs.engineio import (CLOSE_FRAME, NOOP_FRAME, PING_FRAME, EnginePacket,
+                                       EngineType, OpenInfo, PacketError, decode_payload,
+                                       encode_open, encode_payload)
 from n2gateway.codecs.socketio import SocketPacket, decode_socket, encode_message
 from n2gateway.downstream.auth import Identity
 from n2gateway.downstream.engineio_store import (Changes, ConcurrentPoll,
@@ -256,8 +256,7 @@ class PollingTransport:
         pending = PendingGet(self.max_payload)
         # Listening before the claim: a packet committed after it still wakes us.
         self._waiting.setdefault(sid, set()).add(pending.notify)
-        left: list = []
-        gone.addBoth(lambda _: (left.append(True), pending.wake()))
+        gone.addBoth(lambda _: pending.wake())
         try:
             try:
                 state, packets = await self.store.claim(
@@ -271,7 +270,7 @@ class PollingTransport:
                 await self.store.close(sid)
                 raise PollingError(400, "concurrent_poll", "a GET for this session was"
                                    " already pending: the session is closed") from None
-            return await self._answer(sid, poller, state, packets, pending, left)
+            return await self._answer(sid, poller, state, packets, pending, gone)
         finally:
             waiting = self._waiting.get(sid)
             waiting.discard(pending.notify)
@@ -281,7 +280,7 @@ class PollingTransport:
                 pending.session.close()
 
     async def _answer(self, sid: str, poller: str, state: PollingState, packets: list,
-                      pending: PendingGet, left: list) -> str:
+                      pending: PendingGet, gone: defer.Deferred) -> str:
         if state.identity is None or state.pid is None:
             self._drop_tail(sid)
         elif not self._adopt_tail(state, pending):
@@ -293,7 +292,8 @@ class PollingTransport:
         expired = ends <= self.clock.seconds()
         claimed = len(packets)  # produced before this GET; those after follow its events
         cut = None
-        while not (packets or pending.frames or upgrading or closed or expired or left or moved):
+        while not (packets or pending.frames or upgrading or closed or expired or gone.called
+                   or moved):
             if ends <= self.clock.seconds():
                 # A POST may have refreshed the token meanwhile.
                 current = await self.store.load(sid)
@@ -309,7 +309,7 @@ class PollingTransport:
             await woken
             if timer.active():
                 timer.cancel()
-            if pending.notified and not left:
+            if pending.notified and not gone.called:
                 pending.notified = False
                 # The session changed: an event gathered from now on may be of a room
                 # it left, or belong after a packet produced meanwhile.
@@ -319,13 +319,13 @@ class PollingTransport:
                 closed, upgrading = current is None, current == "upgrading"
                 moved = not closed and sorted(rooms) != sorted(state.rooms)
                 packets += more
-        if left:
+        if gone.called:
             await self.store.release(sid, poller)
             return ""
         if expired:
             await self._end_expired(sid, state.pid)
         if expired or closed:
-            return encode_engine(EnginePacket(EngineType.CLOSE))
+            return CLOSE_FRAME
         # What arrives from now on is for the next GET: gathered here meanwhile, in
         # case that GET comes to this gateway, else read from the journal there.
         changed = cut is not None and (moved or len(packets) > claimed)
@@ -340,7 +340,7 @@ class PollingTransport:
                   + [frame for _, frame in packets[claimed:]])
         pinged = self.clock.seconds() >= ping_due
         if pinged:
-            frames.append(encode_engine(EnginePacket(EngineType.PING)))
+            frames.append(PING_FRAME)
         kept = await self.store.finish_poll(
             sid, poller, delivered=pending.delivered or state.delivered,
             through_seq=packets[-1][0] if packets else 0, pinged=pinged,
@@ -351,8 +351,8 @@ class PollingTransport:
             else:
                 tail.session.close()
         if not kept:
-            return encode_engine(EnginePacket(EngineType.CLOSE))
-        return encode_payload(frames) if frames else encode_engine(EnginePacket(EngineType.NOOP))
+            return CLOSE_FRAME
+        return encode_payload(frames) if frames else NOOP_FRAME
 
     async def _end_expired(self, sid: str, pid: str | None) -> None:
         """The token's ``exp`` passed: the Engine.IO session ends (as a WebSocket one

@@ -16,8 +16,8 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from n2gateway.codecs.engineio import (EnginePacket, EngineType, OpenInfo, PacketError,
-                                       decode_engine, encode_engine, encode_open)
+from n2gateway.codecs.engineio import (NOOP_FRAME, PING_FRAME, EnginePacket, EngineType,
+                                       OpenInfo, PacketError, decode_engine, encode_open)
 from n2gateway.codecs.socketio import SocketPacket, decode_socket, encode_message
 from n2gateway.db import DatabaseUnavailable
 from n2gateway.downstream.auth import Identity
@@ -25,7 +25,7 @@ from n2gateway.downstream.close_codes import (CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR
                                               CLOSE_TRY_AGAIN)
 from n2gateway.downstream.connection import DownstreamFactory, DownstreamProtocol
 from n2gateway.downstream.engineio_store import PollingStore
-from n2gateway.downstream.socketio_namespace import (NOOP_FRAME, Namespace, ProtocolError,
+from n2gateway.downstream.socketio_namespace import (Namespace, ProtocolError,
                                                      SocketIoServer, event_frame,
                                                      packet_failure)
 from n2gateway.journal import Event
@@ -111,7 +111,7 @@ class SocketIoProtocol(DownstreamProtocol):
         self.sendMessage(text.encode())
 
     def _ping(self) -> None:
-        self.send_text(encode_engine(EnginePacket(EngineType.PING)))
+        self.send_text(PING_FRAME)
         self._timer = self.factory.reactor.callLater(
             self.factory.ping_timeout, self.fail, CLOSE_TIMEOUT, "ping timeout")
 

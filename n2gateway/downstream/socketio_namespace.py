@@ -34,12 +34,10 @@ from n2gateway.downstream.close_codes import CLOSE_TRY_AGAIN, CLOSE_UNSUPPORTED
 from n2gateway.downstream.socketio_sessions import SessionStore
 from n2gateway.hub import Hub
 from n2gateway.journal import Event
-from n2gateway.session import Refused
+from n2gateway.session import MAX_NAME, Refused
 
 
 NOT_A_STRING = "must be a non-empty string"
-#: Sent in place of an event socket.io cannot carry (a reserved name).
-NOOP_FRAME = "6"
 
 
 class ProtocolError(Exception):
@@ -179,13 +177,15 @@ class Namespace:
     async def _recoverable(self, pid: str | None, offset: Any,
                            identity: Identity) -> tuple[int, list[str]] | None:
         """``(replay after, rooms)`` when ``pid`` can be recovered from ``offset``."""
-        if pid is None or (offset is not None and parse_offset(offset) is None):
+        after = None if offset is None else parse_offset(offset)
+        if pid is None or (offset is not None and after is None):
             return None
         try:
             saved = await self.server.sessions.find(pid)
             if saved is None or saved.sub != identity.sub:
                 return None
-            after = parse_offset(offset) if offset is not None else saved.since
+            if after is None:
+                after = saved.since
             if after < await self.server.hub.journal.horizon():
                 return None  # older than retention
         except DatabaseUnavailable as e:
@@ -226,8 +226,8 @@ class Namespace:
                 raise ProtocolError(f"unknown event {name[:40]!r};"
                                     " use subscribe, unsubscribe or refresh")
             room = string(args[0] if args else None)
-            if room is None or len(room) > 200:
-                raise ProtocolError(f"room {NOT_A_STRING} of at most 200 characters")
+            if room is None or len(room) > MAX_NAME:
+                raise ProtocolError(f"room {NOT_A_STRING} of at most {MAX_NAME} characters")
             if name == "subscribe":
                 await self.link.join(room)
             else:
