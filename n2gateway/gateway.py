@@ -9,7 +9,7 @@ services. Stopping runs the same steps backwards and waits for each.
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pluggy
 from twisted.application import service
@@ -39,7 +39,7 @@ from n2gateway.http.hub_routes import add_hub_routes
 from n2gateway.hub import Hub
 from n2gateway.http.routes import Routes
 from n2gateway.http.site import GatewaySite
-from n2gateway.journal import DOORBELL, PostgresJournal, RetentionService
+from n2gateway.journal import DOORBELL, Event, PostgresJournal, RetentionService
 from n2gateway.http.metrics import add_metrics_route
 from n2gateway.http.openapi import add_openapi_route
 from n2gateway.http.status_page import add_status_page_routes
@@ -123,9 +123,9 @@ class Gateway(service.MultiService):
         self.routes.mount("/ws", self.endpoints["ws"].as_resource)
         pm.hook.n2gateway_routes(context=self.context, routes=self.routes)
 
-    def _on_appended(self) -> None:
-        # After each commit: the hub reads at once, and --retention-rows holds.
-        self.hub.wake()
+    def _on_appended(self, committed: Sequence[Event]) -> None:
+        # After each commit: the hub sends (or reads) at once, and --retention-rows holds.
+        self.hub.committed(committed)
         self.retention.appended()
 
     def _on_doorbell(self, node: str) -> None:

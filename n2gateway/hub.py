@@ -9,6 +9,12 @@ where the format names it) and the same prepared frame goes to every receiver.
 Events read together (the hub fell behind, or a burst) reach each connection in
 one write rather than one per event, so the busier it is, the less each costs.
 
+This gateway's own appends are handed to its hub as they commit, offsets and all:
+when they follow on from the last offset dispatched, nothing can lie between (the
+journal commits appends one at a time, in offset order), so they go out without
+being read back. Anything else (another gateway's events, a hole, a backlog) is
+read from the journal as before.
+
 The sessions themselves, and their replays, are in ``session.py``.
 """
 
@@ -16,14 +22,14 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from typing import Any
+from typing import Any, Sequence
 
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from n2gateway.db import DatabaseUnavailable
-from n2gateway.journal import Event, Journal, is_full_page
+from n2gateway.journal import READ_BATCH, Event, Journal, is_full_page
 from n2gateway.scheduling import Coalescer, Periodic
 from n2gateway.session import Channel, Grants, Outgoing, Session, Wire
 from n2gateway.traffic import SourceTally
@@ -53,6 +59,11 @@ class Hub(service.Service):
         self.delivered = 0
         self.replayed = 0
         self._reads = Coalescer(self._read, what="hub read")
+        #: This gateway's events committed since the last read, in commit order; None
+        #: once more than a page came: the read fetches them instead.
+        self._committed: list[Event] | None = []
+        #: Something else may have been appended: the next read asks the journal.
+        self._look = False
         self._poll = Periodic(poll_interval, self.wake, reactor, what="hub poll")
         self.traffic = SourceTally()
 
@@ -106,17 +117,48 @@ class Hub(service.Service):
     def wake(self) -> None:
         """Something may have been appended: read the journal soon (coalesced)."""
         if self.ready and self.running:
+            self._look = True
             self._reads.request()
 
-    async def _read(self) -> None:
-        try:
-            events = await self.journal.read_after(self.head)
-        except DatabaseUnavailable as e:
-            self.log.warn("hub cannot read the journal ({reason}); next poll retries",
-                          reason=str(e))
-            return
-        if is_full_page(events):
+    def committed(self, events: Sequence[Event]) -> None:
+        """This gateway appended ``events`` (all of one commit, as stored; none: not
+        known) and they are durable: send them soon, reading them back only if they
+        do not follow on from what was dispatched."""
+        if not events:
+            self.wake()
+        elif self.ready and self.running:
+            if self._committed is not None and len(self._committed) + len(events) <= READ_BATCH:
+                self._committed.extend(events)
+            else:
+                self._committed = None
             self._reads.request()
+
+    def _follow_on(self) -> list[Event] | None:
+        """The events handed over since the last read, when they are exactly what a
+        read would return: offsets on from ``head`` without a hole. None: read."""
+        committed, self._committed = self._committed, []
+        look, self._look = self._look, False
+        if look or committed is None:
+            return None
+        fresh = [event for event in committed if event.offset > self.head]
+        expected = self.head + 1
+        for event in fresh:
+            if event.offset != expected:
+                return None
+            expected += 1
+        return fresh
+
+    async def _read(self) -> None:
+        events = self._follow_on()
+        if events is None:
+            try:
+                events = await self.journal.read_after(self.head)
+            except DatabaseUnavailable as e:
+                self.log.warn("hub cannot read the journal ({reason}); next poll retries",
+                              reason=str(e))
+                return
+            if is_full_page(events):
+                self.wake()
         written = 0
         # One event (the usual case below saturation) goes straight out.
         out = Outgoing() if len(events) > 1 else None

@@ -76,10 +76,20 @@ class JsonText:
     text: str
 
 
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def encode_append(rooms: Sequence[str], event: str, payload: Any, key: str | None = None) -> str:
     """Check one append and encode it for the batch; ``Unstorable`` (a ``ValueError``)
     says what is wrong. ``payload`` is anything JSON-serializable, or a ``JsonText``;
     ``key`` an idempotency key (see ``PostgresJournal.append``)."""
+    return _encode(rooms, event, payload, key)[0]
+
+
+def _encode(rooms: Sequence[str], event: str, payload: Any,
+            key: str | None) -> tuple[str, tuple[str, ...], str]:
+    """``encode_append``'s text, with the rooms and the payload's JSON text as the
+    journal stores them: what a reader of the row would get back."""
     if isinstance(rooms, str) or not rooms or not all(isinstance(r, str) and r for r in rooms):
         raise Unstorable("rooms", "rooms must be a non-empty list of room names")
     if not isinstance(event, str) or not event:
@@ -87,27 +97,29 @@ def encode_append(rooms: Sequence[str], event: str, payload: Any, key: str | Non
     # Refused here, alone: in the database it would fail its whole batch.
     if "\x00" in event or any("\x00" in r for r in rooms):
         raise Unstorable("nul", "rooms and event must not contain NUL characters")
-    raw = payload.text if isinstance(payload, JsonText) else None
-    if raw is None:
+    if isinstance(payload, JsonText):
+        text = payload.text
+        if "\\u0000" in text or text.count("[") + text.count("{") > MAX_DEPTH:
+            check_storable(json.loads(text))  # rarely: a look at what the cheap test suspects
+    else:
         check_storable(payload)
-    elif "\\u0000" in raw or raw.count("[") + raw.count("{") > MAX_DEPTH:
-        check_storable(json.loads(raw))  # rarely: a look at what the cheap test suspects
-    try:
-        encoded = json.dumps({"rooms": list(dict.fromkeys(rooms)), "event": event,
-                              **({"key": key} if key is not None else {}),
-                              "payload": None if raw is not None else payload},
-                             separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise Unstorable("json", f"payload is not JSON-serializable: {e}") from None
-    if raw is not None:
-        encoded = encoded[:-len("null}")] + raw + "}"
+        try:
+            text = _dumps(payload)
+        except (TypeError, ValueError) as e:
+            raise Unstorable("json", f"payload is not JSON-serializable: {e}") from None
+    unique = tuple(dict.fromkeys(rooms))
+    # The payload goes last, spliced in as it is: the column keeps its text verbatim.
+    envelope = _dumps({"rooms": unique, "event": event, **({"key": key} if key is not None else {}),
+                       "payload": None})
+    encoded = envelope[:-len("null}")] + text + "}"
     try:
         encoded.encode("utf-8")
     except UnicodeEncodeError:
         raise Unstorable("surrogate", "event is not valid Unicode (a lone surrogate)") from None
     if len(encoded) > MAX_PAYLOAD:
         raise Unstorable("size", f"event over {MAX_PAYLOAD} bytes")
-    return encoded
+    return encoded, unique, text
+
 
 
 def encode_batch(encoded: Iterable[str]) -> str:
@@ -122,7 +134,8 @@ class _Append:
     encoded: str
     done: defer.Deferred | None
     event: str
-    first_room: str
+    rooms: tuple[str, ...]
+    payload_json: str
     keyed: bool = False
     #: Sent to the database at least once: it may be stored, it can no longer be withdrawn.
     sent: bool = False
@@ -166,7 +179,7 @@ class Journal(Protocol):
     async def commit_with(self, tx: Transaction, encoded: Sequence[str], sql: str,
                           params: dict, *, then: str | None = None) -> list[tuple]: ...
 
-    def ring(self) -> None: ...
+    def ring(self, committed: Sequence[Event] = ()) -> None: ...
 
     async def read_after(self, offset: int, limit: int = READ_BATCH,
                          max_bytes: int = READ_BYTES) -> list[Event]: ...
@@ -188,9 +201,10 @@ class PostgresJournal:
 
     def __init__(self, db: Database, reactor: Any, *, node: str = "", batch_size: int = 500,
                  max_pending: int = 100_000) -> None:
-        #: Called after each durable batch; the local hub reads at once instead of
-        #: waiting for the doorbell to come back from PostgreSQL.
-        self.on_appended: Callable[[], None] = lambda: None
+        #: Called after each durable batch, with its events when they are known
+        #: (``ring``): the local hub sends them at once instead of waiting for the
+        #: doorbell to come back from PostgreSQL, and of reading them back.
+        self.on_appended: Callable[[Sequence[Event]], None] = lambda committed: None
         self._node = node
         self._db = db
         self._reactor = reactor
@@ -220,13 +234,13 @@ class PostgresJournal:
         Deferred withdraws an append not yet sent (it fails with ``Withdrawn`` and is
         never stored); one already on its way to the database may still be stored."""
         try:
-            encoded = encode_append(rooms, event, payload, key)
+            encoded, unique, payload_json = _encode(rooms, event, payload, key)
         except Unstorable as e:
             self.refusals.refuse(_first_room(rooms), e.reason)
             raise
         if len(self._pending) >= self._max_pending:
             raise JournalFull(f"{len(self._pending)} events are waiting for the database")
-        item = _Append(encoded, None, event, _first_room(rooms), key is not None)
+        item = _Append(encoded, None, event, unique, payload_json, key is not None)
         item.done = done = defer.Deferred(canceller=lambda d: self._withdraw(item))
         self._pending.append(item)
         # At the end of the turn: the rest of this reactor turn joins the batch.
@@ -255,7 +269,9 @@ class PostgresJournal:
                 continue
             attempt = 0
             self._one_by_one = max(self._one_by_one - len(batch), 0)
-            self.ring()
+            # A keyed append may answer an older event's offset: not handed over.
+            self.ring([Event(offset, item.rooms, item.event, item.payload_json)
+                       for item, (offset,) in zip(batch, rows) if not item.keyed])
             for _, (offset,) in zip(batch, rows):
                 _settle(self._pending.popleft().done, offset)
 
@@ -290,15 +306,16 @@ class PostgresJournal:
             return
         item = self._pending.popleft()
         self._one_by_one = max(self._one_by_one - 1, 0)
-        self.refusals.refuse(item.first_room, "database")
+        self.refusals.refuse(item.rooms[0], "database")
         self.log.error("journal: the database refused event {event} for {room} ({what})",
-                       event=item.event, room=item.first_room, what=what)
+                       event=item.event, room=item.rooms[0], what=what)
         _settle(item.done, Unstorable("database", f"the database refused this event ({what})"))
 
-    def ring(self) -> None:
+    def ring(self, committed: Sequence[Event] = ()) -> None:
         """Events were committed: wake this gateway's hub, and the others through the
-        doorbell. One doorbell is in flight at a time; rings meanwhile send one more."""
-        self.on_appended()
+        doorbell. One doorbell is in flight at a time; rings meanwhile send one more.
+        ``committed``: those events, as stored, when the caller knows all of them."""
+        self.on_appended(committed)
         self._doorbells.request()
 
     async def _send_doorbell(self) -> None:

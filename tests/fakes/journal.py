@@ -1,7 +1,7 @@
 """The ``n2gateway.journal.Journal`` protocol in memory, for unit tests: offsets from 1,
 every append durable at once, ``add`` for an append by another gateway (nobody is
-told), ``down`` for a database that does not answer reads, and replays that can be
-held open to let live events arrive in the middle of them."""
+told), ``down`` for a database that does not answer reads, and replays and reads that
+can be held open to let live events arrive in the middle of them."""
 
 from __future__ import annotations
 
@@ -22,12 +22,15 @@ class FakeJournal:
         self.pending = 0
         self.refusals = SourceTally()
         #: Called by ``ring``, as ``PostgresJournal.on_appended`` is.
-        self.on_appended: Callable[[], None] = lambda: None
+        self.on_appended: Callable[[Sequence[Event]], None] = lambda committed: None
         self.down = False
-        #: While True, each replay page waits in ``stalled`` until the test fires it.
+        #: While True, each replay page (each read) waits in ``stalled`` until the test
+        #: fires it.
         self.stall_replays = False
+        self.stall_reads = False
         self.stalled: list[defer.Deferred] = []
         self.replay_calls = 0
+        self.read_calls = 0
         self._keys: dict[str, int] = {}
 
     def add(self, rooms: Sequence[str], name: str = "e", payload: Any = None) -> Event:
@@ -76,8 +79,8 @@ class FakeJournal:
             self._stored(item["rooms"], item["event"], item["payload"], item.get("key"))
         return await tx.commit(sql, params, then=then)
 
-    def ring(self) -> None:
-        self.on_appended()
+    def ring(self, committed: Sequence[Event] = ()) -> None:
+        self.on_appended(committed)
 
     @staticmethod
     def _page(events: list[Event], limit: int, max_bytes: int) -> list[Event]:
@@ -94,16 +97,19 @@ class FakeJournal:
     async def read_after(self, offset: int, limit: int = READ_BATCH,
                          max_bytes: int = READ_BYTES) -> list[Event]:
         self._check()
-        return self._page([e for e in self.events if e.offset > offset], limit, max_bytes)
+        self.read_calls += 1
+        # What was committed when the read began, as a statement's snapshot.
+        page = self._page([e for e in self.events if e.offset > offset], limit, max_bytes)
+        if self.stall_reads:
+            await self._stall()
+        return page
 
     async def replay(self, rooms: Collection[str], after: int, through: int,
                      limit: int = READ_BATCH, max_bytes: int = READ_BYTES) -> list[Event]:
         self._check()
         self.replay_calls += 1
         if self.stall_replays:
-            gate: defer.Deferred = defer.Deferred()
-            self.stalled.append(gate)
-            await gate
+            await self._stall()
         return self._page([e for e in self.events
                            if after < e.offset <= through and set(rooms) & set(e.rooms)],
                           limit, max_bytes)
@@ -119,6 +125,11 @@ class FakeJournal:
     async def horizon(self) -> int:
         self._check()
         return self.trimmed_through
+
+    async def _stall(self) -> None:
+        gate: defer.Deferred = defer.Deferred()
+        self.stalled.append(gate)
+        await gate
 
     def release(self) -> None:
         """Let the replay pages stalled so far through (in the order they stalled)."""

@@ -55,7 +55,7 @@ class Node:
             ping_interval=INTERVAL, ping_timeout=TIMEOUT, max_payload=MAX_PAYLOAD)
         self.listener.subscribe(CHANNEL, self.transport.on_notify)
         self.listener.subscribe(DOORBELL, lambda node: self.hub.wake())
-        self.journal.on_appended = self.hub.wake
+        self.journal.on_appended = self.hub.committed
 
     async def start(self) -> "Node":
         # What the gateway's leadership connection is: the node's sign of life.

@@ -8,8 +8,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from n2gateway.journal import (APPEND, RING, JournalFull, PostgresJournal, RetentionService,
-                               encode_append, is_full_page)
+from n2gateway.journal import (APPEND, RING, Event, JournalFull, JsonText, PostgresJournal,
+                               RetentionService, encode_append, is_full_page)
 from tests.support.database import heard
 from tests.support.waiting import eventually, sleep
 
@@ -99,9 +99,10 @@ async def test_the_doorbell_rings_after_the_commit_naming_the_node_not_the_paylo
         # make every notifying writer on the server wait for its WAL flush.
         sql(APPEND, {"batch": '[{"rooms": ["r"], "event": "e", "payload": 1}]'})
         woken = []
-        journal.on_appended = lambda: woken.append(True)
-        await journal.append(["r"], "e", {"secret": "x" * 9000})
-        assert woken == [True]  # this gateway's hub, at once
+        journal.on_appended = woken.append
+        offset = await journal.append(["r"], "e", {"secret": "x" * 9000})
+        # This gateway's hub, at once, with the event as stored.
+        assert woken == [[Event(offset, ("r",), "e", '{"secret":"' + "x" * 9000 + '"}')]]
         [notify] = await eventually(lambda: heard(listener), 5, "a NOTIFY")
         assert (notify.channel, notify.payload) == ("n2_journal", "node-a")
     finally:
@@ -112,7 +113,7 @@ async def test_the_doorbell_rings_after_the_commit_naming_the_node_not_the_paylo
 async def test_rings_while_a_doorbell_is_in_flight_send_one_more(journal):
     statements = count_queries(journal)
     woken = []
-    journal.on_appended = lambda: woken.append(True)
+    journal.on_appended = woken.append
     for _ in range(5):
         journal.ring()
     await eventually(lambda: len(statements) == 2, 5, "the second doorbell")
@@ -225,7 +226,7 @@ async def test_the_retention_service_trims_periodically(journal, sql):
 async def test_the_row_bound_holds_after_every_commit_not_only_at_the_next_tick(journal, sql):
     """--retention-rows 5 used to keep 12 events for up to a minute: the timer trimmed."""
     service = RetentionService(journal, reactor, max_age=3600, max_rows=5, interval=3600)
-    journal.on_appended = service.appended
+    journal.on_appended = lambda committed: service.appended()
     service.startService()
     try:
         for n in range(12):
@@ -236,3 +237,21 @@ async def test_the_row_bound_holds_after_every_commit_not_only_at_the_next_tick(
         assert await journal.horizon() == 7
     finally:
         service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hub_is_handed_each_commit_as_stored_but_not_a_repeated_key(journal, sql):
+    handed = []
+    journal.on_appended = handed.append
+    payloads = [{"text": "é \\ \" \u2028", "n": 1.5}, JsonText('{"a" : [1, 2]}'), None]
+    offsets = await defer.gatherResults([journal.append(["r", "s", "r"], "e", p) for p in payloads])
+    first = await journal.append(["r"], "keyed", 1, key="k" * 16)
+    again = await journal.append(["r"], "keyed", 2, key="k" * 16)
+    assert again == first
+    stored = [Event(*row) for row in sql(
+        "SELECT seq, rooms, event, payload::text FROM n2_journal ORDER BY seq")]
+    # The reader's view of the rows, exactly: the hub sends them without reading them back.
+    assert handed[0] == [Event(s.offset, tuple(s.rooms), s.name, s.payload_json)
+                         for s in stored if s.offset in offsets]
+    # A keyed append may answer an older event: the hub reads instead of being handed it.
+    assert handed[1:] == [[], []]

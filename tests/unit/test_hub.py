@@ -517,3 +517,60 @@ def test_status_counts_connections_rooms_and_head(h):
     assert status["head"] == "1"
     assert status["delivered"] == 2
     assert status["ready"] is True
+
+
+def commit(h, *rooms: str) -> list[Event]:
+    """Appends by this gateway, committed together: the journal hands them to the hub."""
+    events = [h.journal.add([room]) for room in rooms]
+    h.hub.committed(events)
+    return events
+
+
+def test_this_gateways_commit_goes_out_without_reading_it_back(h):
+    session, channel = h.session(rooms=("r",))
+    h.subscribe(session, "r")
+    reads = h.journal.read_calls
+    events = commit(h, "r", "r") + commit(h, "r")
+    assert channel.offsets == [e.offset for e in events]
+    assert h.journal.read_calls == reads
+    assert h.hub.head == events[-1].offset
+
+
+def test_a_commit_after_another_gateways_event_is_read_with_it_in_order(h):
+    session, channel = h.session(rooms=("r",))
+    h.subscribe(session, "r")
+    other = h.journal.add(["r"])  # another gateway's, its doorbell not heard yet
+    ours = commit(h, "r")
+    assert channel.offsets == [other.offset, ours[0].offset]
+    assert h.hub.head == ours[0].offset
+
+
+def test_commits_and_doorbells_during_a_read_are_each_delivered_once_in_order(h):
+    session, channel = h.session(rooms=("r",))
+    h.subscribe(session, "r")
+    h.journal.stall_reads = True
+    first = h.publish("r")  # a read under way
+    ours = commit(h, "r")  # committed while it runs
+    h.journal.stall_reads = False
+    h.journal.release()
+    later = commit(h, "r")
+    other = h.journal.add(["r"])  # another gateway's, after ours
+    h.journal.stall_reads = True
+    h.hub.wake()  # its doorbell, with a commit of ours waiting for the next run
+    mine = commit(h, "r")
+    h.journal.stall_reads = False
+    h.journal.release()
+    assert channel.offsets == [e.offset for e in (first, *ours, *later, other, *mine)]
+
+
+def test_more_committed_than_a_page_while_a_read_runs_are_read_instead(h):
+    session, channel = h.session(rooms=("r",))
+    h.subscribe(session, "r")
+    h.journal.stall_reads = True
+    h.hub.wake()  # a read that sees none of them
+    events = commit(h, *["r"] * (READ_BATCH // 2)) + commit(h, *["r"] * (READ_BATCH // 2 + 1))
+    h.journal.stall_reads = False
+    h.journal.release()
+    assert channel.offsets == [e.offset for e in events]
+    # Then two pages read: no more than a page was held in memory.
+    assert h.journal.read_calls == 3
