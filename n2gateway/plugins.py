@@ -73,15 +73,23 @@ def plugin_choice(args: Sequence[str],
                   environ: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The ``--plugin`` modules and ``--disable-plugin`` names of a command line (or,
     when it gives none, of ``N2GATEWAY_PLUGINS`` / ``N2GATEWAY_DISABLE_PLUGINS``),
-    read before the command line is parsed; the parse checks the rest."""
+    read before the command line is parsed; the parse checks the rest. The parse
+    would take an abbreviation (``--disable``) that this reading cannot see, and the
+    plugin would load all the same: one is a ``UsageError``."""
     given: dict[str, list[str]] = {"plugin": [], "disable-plugin": []}
     words = iter(args)
     for word in words:
         if word == "--":
             break
         name, equals, value = word[2:].partition("=")
-        if word.startswith("--") and name in given:
+        if not word.startswith("--") or not name:
+            continue
+        if name in given:
             given[name].append(value if equals else next(words, ""))
+        for full in given:
+            if full.startswith(name) and name != full:
+                raise usage.UsageError(f"--{name}: write --{full} in full (plugins are "
+                                       "chosen before the rest of the command line is read)")
     plugins = tuple(given["plugin"]) or comma_list(environ.get("N2GATEWAY_PLUGINS"))
     disabled = given["disable-plugin"][-1:] or [environ.get("N2GATEWAY_DISABLE_PLUGINS", "")]
     return plugins, comma_list(disabled[0])

@@ -93,6 +93,14 @@ def test_the_choice_of_plugins_is_read_before_the_parse() -> None:
     assert plugin_choice(["--", "--plugin", "a.b"], {"N2GATEWAY_PLUGINS": "e"}) == (("e",), ())
 
 
+@pytest.mark.parametrize("words", [["--disable", "tpos"], ["--disable-plug=tpos"],
+                                   ["--plug", "tests.fakes.depth_plugin"]])
+def test_an_abbreviated_plugin_choice_is_refused_not_ignored(words, monkeypatch, tmp_path):
+    # Twisted's parse takes a unique prefix: --disable tpos was accepted and TPOS loaded.
+    with pytest.raises(usage.UsageError, match="in full"):
+        parsed(words, monkeypatch, tmp_path)
+
+
 class _Retention:
     @hookimpl
     def n2gateway_options(self, register):
