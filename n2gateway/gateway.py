@@ -126,7 +126,7 @@ class Gateway(service.MultiService):
     def _on_appended(self, committed: Sequence[Event]) -> None:
         # After each commit: the hub sends (or reads) at once, and --retention-rows holds.
         self.hub.committed(committed)
-        self.retention.appended()
+        self.retention.appended(committed)
 
     def _on_doorbell(self, node: str) -> None:
         # Our own appends woke the hub when they committed.

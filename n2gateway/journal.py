@@ -425,7 +425,8 @@ class PostgresJournal:
 
 class RetentionService(service.MultiService):
     """Applies retention: the row bound after every commit of this gateway
-    (``appended``: one read while the journal is within it), both bounds on a timer.
+    (``appended``: counted from the committed offsets while the journal is within
+    it), both bounds on a timer.
     Every gateway may run it: trimming is idempotent."""
 
     log = Logger()
@@ -439,16 +440,27 @@ class RetentionService(service.MultiService):
         Periodic(interval, self._trim, reactor, what="journal retention",
                  now=True).setServiceParent(self)
         self._row_checks = Coalescer(self._check_rows, what="journal row bound")
+        #: The horizon as last seen (None: not yet). Only retention moves it, upwards,
+        #: so a span counted from it errs towards one more check, never one less.
+        self._horizon: int | None = None
 
-    def appended(self) -> None:
-        """Events were committed: trim if the journal is over its row bound. One check
-        at a time; commits meanwhile ask for one more."""
-        if self.running:
-            self._row_checks.request()
+    def appended(self, committed: Sequence[Event] = ()) -> None:
+        """Events were committed: trim if the journal is over its row bound. With
+        the events (``Journal.ring``) and the horizon known, a journal within the bound
+        needs no statement; otherwise one check at a time, commits meanwhile asking for
+        one more."""
+        if not self.running:
+            return
+        if committed and self._horizon is not None \
+                and committed[-1].offset - self._horizon <= self._max_rows:
+            return
+        self._row_checks.request()
 
     async def _check_rows(self) -> None:
         try:
             over = await self._journal.span() > self._max_rows
+            if not over:
+                self._horizon = await self._journal.horizon()
         except DatabaseUnavailable:
             return  # the timer's trim says so, once a minute
         if over:
@@ -464,6 +476,6 @@ class RetentionService(service.MultiService):
 
     async def _trim(self) -> None:
         try:
-            await self._journal.trim(self._max_age, self._max_rows)
+            self._horizon = await self._journal.trim(self._max_age, self._max_rows)
         except DatabaseUnavailable as e:
             self.log.warn("journal retention skipped: {reason}", reason=str(e))

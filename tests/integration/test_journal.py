@@ -226,7 +226,7 @@ async def test_the_retention_service_trims_periodically(journal, sql):
 async def test_the_row_bound_holds_after_every_commit_not_only_at_the_next_tick(journal, sql):
     """--retention-rows 5 used to keep 12 events for up to a minute: the timer trimmed."""
     service = RetentionService(journal, reactor, max_age=3600, max_rows=5, interval=3600)
-    journal.on_appended = lambda committed: service.appended()
+    journal.on_appended = service.appended
     service.startService()
     try:
         for n in range(12):
@@ -235,6 +235,28 @@ async def test_the_row_bound_holds_after_every_commit_not_only_at_the_next_tick(
                          "the row bound after the appends")
         assert [e.offset for e in await journal.read_after(0)] == list(range(8, 13))
         assert await journal.horizon() == 7
+    finally:
+        service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_commits_within_the_row_bound_send_no_statement_to_check_it(journal, sql):
+    service = RetentionService(journal, reactor, max_age=3600, max_rows=10, interval=3600)
+    journal.on_appended = service.appended
+    service.startService()
+    try:
+        # The start-up trim tells the service where the horizon is.
+        await eventually(lambda: service._horizon is not None, 5, "the start-up trim")
+        statements = count_queries(journal)
+        for n in range(10):
+            await journal.append(["r"], "e", n)
+        assert [s for s in statements if s not in (APPEND, RING)] == []
+        sql("UPDATE n2_journal_horizon SET trimmed_through = 3")  # another gateway trimmed
+        for n in range(10, 15):  # past the bound counted from the old horizon
+            await journal.append(["r"], "e", n)
+        await eventually(lambda: sql("SELECT COUNT(*) FROM n2_journal") == [(10,)], 5,
+                         "the row bound past it")
+        assert await journal.horizon() == 5
     finally:
         service.stopService()
 
