@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from n2gateway.codecs.text import compact
 from n2gateway.db import Database, DatabaseError, DatabaseUnavailable, Transaction, retry_delay
 from n2gateway.scheduling import Coalescer, Periodic
 from n2gateway.storable import MAX_DEPTH, Unstorable, check_storable
@@ -76,9 +77,6 @@ class JsonText:
     text: str
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
 def encode_append(rooms: Sequence[str], event: str, payload: Any, key: str | None = None) -> str:
     """Check one append and encode it for the batch; ``Unstorable`` (a ``ValueError``)
     says what is wrong. ``payload`` is anything JSON-serializable, or a ``JsonText``;
@@ -104,12 +102,12 @@ def _encode(rooms: Sequence[str], event: str, payload: Any,
     else:
         check_storable(payload)
         try:
-            text = _dumps(payload)
+            text = compact(payload)
         except (TypeError, ValueError) as e:
             raise Unstorable("json", f"payload is not JSON-serializable: {e}") from None
     unique = tuple(dict.fromkeys(rooms))
     # The payload goes last, spliced in as it is: the column keeps its text verbatim.
-    envelope = _dumps({"rooms": unique, "event": event, **({"key": key} if key is not None else {}),
+    envelope = compact({"rooms": unique, "event": event, **({"key": key} if key is not None else {}),
                        "payload": None})
     encoded = envelope[:-len("null}")] + text + "}"
     try:
@@ -119,7 +117,6 @@ def _encode(rooms: Sequence[str], event: str, payload: Any,
     if len(encoded) > MAX_PAYLOAD:
         raise Unstorable("size", f"event over {MAX_PAYLOAD} bytes")
     return encoded, unique, text
-
 
 
 def encode_batch(encoded: Iterable[str]) -> str:
@@ -396,13 +393,13 @@ class PostgresJournal:
         rows = await self._db.query("SELECT trimmed_through FROM n2_journal_horizon")
         return rows[0][0]
 
-    async def span(self) -> int:
-        """Offsets from the retention horizon to the head: at least the rows kept (an
-        append rolled back leaves a hole)."""
+    async def extent(self) -> tuple[int, int]:
+        """The retention horizon and the newest offset: the offsets between are at
+        least the rows kept (an append rolled back leaves a hole)."""
         rows = await self._db.query(
-            "SELECT COALESCE(MAX(seq), 0) - (SELECT trimmed_through FROM n2_journal_horizon)"
+            "SELECT (SELECT trimmed_through FROM n2_journal_horizon), COALESCE(MAX(seq), 0)"
             " FROM n2_journal")
-        return rows[0][0]
+        return rows[0]
 
     async def trim(self, max_age: float, max_rows: int) -> int:
         """Apply retention: drop events older than ``max_age`` seconds or beyond the newest
@@ -458,12 +455,10 @@ class RetentionService(service.MultiService):
 
     async def _check_rows(self) -> None:
         try:
-            over = await self._journal.span() > self._max_rows
-            if not over:
-                self._horizon = await self._journal.horizon()
+            self._horizon, newest = await self._journal.extent()
         except DatabaseUnavailable:
             return  # the timer's trim says so, once a minute
-        if over:
+        if newest - self._horizon > self._max_rows:
             await self._trim()
 
     def startService(self) -> None:

@@ -38,13 +38,14 @@ def excerpt(text: str) -> str:
 
 # Compact and non-ASCII, as Node's JSON.stringify writes it; built once because
 # json.dumps with options builds a new encoder on every call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+#: ``json.dumps`` so, raising as it does (the journal encodes with it too).
+compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def dumps(value: Any) -> str:
     try:
-        text = _ENCODER.encode(value)
+        text = compact(value)
         # A lone surrogate (JSON "\ud800" decodes to one) cannot be sent as UTF-8;
         # escaping everything keeps the same JSON value, as JSON.stringify does.
         if not text.isascii():
