@@ -28,6 +28,11 @@ class TooDeep(ValueError):
     pass
 
 
+def deeper_than(limit: int) -> str:
+    """What ``TooDeep`` says."""
+    return f"nested deeper than {limit} levels"
+
+
 def nodes(value: Any, limit: int = MAX_DEPTH) -> Iterator[Any]:
     """Every value in decoded JSON, keys included, without recursion; ``TooDeep``
     once containers nest more than ``limit`` deep."""
@@ -37,7 +42,7 @@ def nodes(value: Any, limit: int = MAX_DEPTH) -> Iterator[Any]:
         yield item
         if isinstance(item, dict | list | tuple):
             if depth >= limit:
-                raise TooDeep(f"nested deeper than {limit} levels")
+                raise TooDeep(deeper_than(limit))
             if isinstance(item, dict):
                 stack.extend((key, depth) for key in item)
                 item = item.values()

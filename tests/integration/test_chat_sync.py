@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest_twisted
 
 from n2gateway.journal import RING
+from n2gateway.storable import MAX_DEPTH
 from tests.integration.chat_harness import ChatHarness, writer
 
 
@@ -194,6 +195,29 @@ async def test_a_message_too_large_for_the_journal_is_logged_and_the_rest_relaye
                for line in chat.log)
     later = insert(5, "student", "later")  # the sync goes on as usual
     await chat.until(lambda: chat.messages() == [before, after, later], "a later message")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_row_nested_too_deep_for_the_journal_is_logged_and_the_rest_relayed(
+        chat, sql, insert):
+    # The application's own jsonb column: the row's payload nests one level deeper.
+    sql("ALTER TABLE chats ADD COLUMN meta jsonb")
+
+    def with_meta(levels):
+        [(chat_id,)] = sql("INSERT INTO chats (user_id, sender, message, meta)"
+                           " VALUES (6, 'student', 'meta', %s::jsonb) RETURNING chat_id",
+                           ("[" * levels + "]" * levels,))
+        return chat_id
+
+    brackets = insert(6, "student", "[{" * (2 * MAX_DEPTH))  # only its text looks deep
+    deepest = with_meta(MAX_DEPTH - 1)
+    too_deep = with_meta(MAX_DEPTH)
+    after = insert(6, "teacher", "after")
+    await chat.until(lambda: chat.sync.low == after, "the cursor to move past it")
+    assert chat.messages() == [brackets, deepest, after]
+    assert chat.sync.unrelayable == 1
+    assert any(f"chat message {too_deep} cannot be relayed "
+               f"(payload is nested deeper than {MAX_DEPTH} levels)" in line for line in chat.log)
 
 
 @pytest_twisted.ensureDeferred
