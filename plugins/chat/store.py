@@ -133,22 +133,23 @@ class ChatStore:
                 SELECT low, EXISTS (SELECT 1 FROM n2_chat_relayed r
                                     WHERE r.messages_table = %(table)s) AS waiting
                 FROM n2_chat_cursor WHERE messages_table = %(table)s FOR UPDATE),
-            fetched AS (
-                SELECT c.chat_id AS ord,
-                       CASE WHEN c.user_id IS NULL THEN '{{}}' ELSE ARRAY['user:' || c.user_id] END
-                       || CASE WHEN c.sender = 'student' THEN ARRAY['staff'] ELSE '{{}}' END AS rooms,
-                       'message:new' AS event, p.payload, p.payload::text AS payload_text
-                FROM k, {t} c
-                LEFT JOIN LATERAL (SELECT user_id, full_name, avatar_url FROM {u}
-                                   WHERE user_id = c.user_id LIMIT 1) u ON TRUE
-                CROSS JOIN LATERAL (SELECT to_jsonb(c) || jsonb_build_object('users',
-                    jsonb_build_object('user_id', u.user_id, 'full_name', u.full_name,
-                                       'avatar_url', u.avatar_url)) AS payload) p
-                WHERE c.chat_id > k.low AND NOT EXISTS (
-                    SELECT 1 FROM n2_chat_relayed r
-                    WHERE r.messages_table = %(table)s AND r.chat_id = c.chat_id)
-                ORDER BY c.chat_id
-                LIMIT %(batch)s),
+            fetched AS (  -- LATERAL: the scan starts at low (a join would filter the table)
+                SELECT n.* FROM k CROSS JOIN LATERAL (
+                    SELECT c.chat_id AS ord,
+                           CASE WHEN c.user_id IS NULL THEN '{{}}' ELSE ARRAY['user:' || c.user_id] END
+                           || CASE WHEN c.sender = 'student' THEN ARRAY['staff'] ELSE '{{}}' END AS rooms,
+                           'message:new' AS event, p.payload, p.payload::text AS payload_text
+                    FROM {t} c
+                    LEFT JOIN LATERAL (SELECT user_id, full_name, avatar_url FROM {u}
+                                       WHERE user_id = c.user_id LIMIT 1) u ON TRUE
+                    CROSS JOIN LATERAL (SELECT to_jsonb(c) || jsonb_build_object('users',
+                        jsonb_build_object('user_id', u.user_id, 'full_name', u.full_name,
+                                           'avatar_url', u.avatar_url)) AS payload) p
+                    WHERE c.chat_id > k.low AND NOT EXISTS (
+                        SELECT 1 FROM n2_chat_relayed r
+                        WHERE r.messages_table = %(table)s AND r.chat_id = c.chat_id)
+                    ORDER BY c.chat_id
+                    LIMIT %(batch)s) n),
             events AS (
                 SELECT f.*, {copy_refusal("f")} AS refusal
                 FROM fetched f WHERE cardinality(f.rooms) > 0),
