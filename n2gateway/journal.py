@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from n2gateway.codecs.text import compact
 from n2gateway.db import Database, DatabaseError, DatabaseUnavailable, Transaction, retry_delay
 from n2gateway.scheduling import Coalescer, Periodic
-from n2gateway.storable import MAX_DEPTH, Unstorable, check_storable, deeper_than
+from n2gateway.storable import MAX_DEPTH, Unstorable, check_storable
 from n2gateway.traffic import SourceTally
 
 MAX_PAYLOAD = 1024 * 1024
@@ -37,8 +37,6 @@ APPEND = "SELECT n2_journal_append(%(batch)s::json)"
 RING = "SELECT n2_journal_ring(%s)"
 #: The doorbell's channel; its payload is the node that rang.
 DOORBELL = "n2_journal"
-#: Takes the append lock in the caller's transaction, before a ``copy_into``.
-LOCK = "SELECT n2_journal_lock()"
 # A page read from the journal stops once it holds this many payload bytes (a page of
 # a thousand 1 MiB events would otherwise be a gigabyte in memory at once).
 READ_BYTES = 8 * 1024 * 1024
@@ -49,39 +47,6 @@ def is_full_page(events: Sequence[Event], limit: int = READ_BATCH,
     """Whether a page may have more events behind it (it was cut by count or by size).
     A UTF-8 character is at most 4 bytes: counting characters errs towards one more read."""
     return len(events) >= limit or 4 * sum(len(e.payload_json) for e in events) >= max_bytes
-
-
-#: What a refusal in ``copy_refusal`` means, in ``encode_append``'s words.
-REFUSALS = {"size": f"event over {MAX_PAYLOAD} bytes",
-            "depth": f"payload is {deeper_than(MAX_DEPTH)}"}
-# What ``encode_append`` adds around a payload's text: {"rooms":…,"event":…,"payload":…}.
-_ENVELOPE = len(compact({"rooms": [], "event": "", "payload": None})) - len('[]""null')
-
-
-def copy_refusal(row: str) -> str:
-    """An SQL expression: why the event in ``row`` (a relation with the columns ``rooms``,
-    ``event``, ``payload`` as jsonb and ``payload_text``, its text) cannot be appended,
-    a key of ``REFUSALS``, or NULL if it can. ``encode_append``'s checks, for payloads
-    PostgreSQL built itself: a jsonb holds no NUL, no lone surrogate and no NaN, so
-    only the size and the depth remain. The depth walk runs only where the brackets
-    are too many, as ``check_depth`` does."""
-    size = (f"length({row}.payload_text) + length(to_json({row}.rooms)::text)"
-            f" + length(to_json({row}.event)::text) + {_ENVELOPE}")
-    brackets = f"length({row}.payload_text) - length(translate({row}.payload_text, '[{{', ''))"
-    deeper = (f"'strict $.**{{{MAX_DEPTH}}} ? (@.type() == \"object\" || @.type() == \"array\")'")
-    return (f"CASE WHEN {size} > {MAX_PAYLOAD} THEN 'size'"
-            f" WHEN {brackets} > {MAX_DEPTH} AND jsonb_path_exists({row}.payload, {deeper})"
-            f" THEN 'depth' END")
-
-
-def copy_into(rows: str) -> str:
-    """A data-modifying statement (for a ``WITH``) that appends the events of the relation
-    ``rows`` (``copy_refusal``'s columns, ``refusal`` holding its answer, and ``ord``,
-    their order) that have no refusal; one ``seq`` a row. The events never leave the
-    database: the caller's transaction takes ``LOCK`` first and rings after COMMIT."""
-    return (f"INSERT INTO n2_journal (rooms, event, payload)"
-            f" SELECT rooms, event, payload_text::json FROM {rows}"
-            f" WHERE refusal IS NULL ORDER BY ord RETURNING seq")
 
 
 class JournalFull(Exception):
@@ -150,7 +115,7 @@ def _encode(rooms: Sequence[str], event: str, payload: Any,
     except UnicodeEncodeError:
         raise Unstorable("surrogate", "event is not valid Unicode (a lone surrogate)") from None
     if len(encoded) > MAX_PAYLOAD:
-        raise Unstorable("size", REFUSALS["size"])
+        raise Unstorable("size", f"event over {MAX_PAYLOAD} bytes")
     return encoded, unique, text
 
 

@@ -28,11 +28,6 @@ class TooDeep(ValueError):
     pass
 
 
-def deeper_than(limit: int) -> str:
-    """What ``TooDeep`` says."""
-    return f"nested deeper than {limit} levels"
-
-
 def nodes(value: Any, limit: int = MAX_DEPTH) -> Iterator[Any]:
     """Every value in decoded JSON, keys included, without recursion; ``TooDeep``
     once containers nest more than ``limit`` deep."""
@@ -42,7 +37,7 @@ def nodes(value: Any, limit: int = MAX_DEPTH) -> Iterator[Any]:
         yield item
         if isinstance(item, dict | list | tuple):
             if depth >= limit:
-                raise TooDeep(deeper_than(limit))
+                raise TooDeep(f"nested deeper than {limit} levels")
             if isinstance(item, dict):
                 stack.extend((key, depth) for key in item)
                 item = item.values()

@@ -32,18 +32,12 @@ starts at the table's largest id.
 
 Exactly once
 ------------
-Each batch is one REPEATABLE READ transaction of two round trips: take the journal's
-append lock, lock the cursor row and copy the rows into the journal as events, in
-the database; then append the read events, record the ids, move ``low`` and COMMIT.
-A crash before COMMIT relays nothing; after it, the ids are recorded. Two gateways
-running the sync at once serialize on the cursor row (the loser of a concurrent
-update retries).
-
-The rows are copied by one ``INSERT … SELECT`` rather than read out and appended:
-through Python each row crossed the network twice and was encoded, then parsed, as
-JSON, which cost more than the rest of its relay. The price is that the append
-lock is held from the first round trip to COMMIT: other appends wait one round trip
-longer while a sync runs.
+Each batch is one REPEATABLE READ transaction of two round trips: lock the cursor
+row and read the rows; then append the events to the journal, record the ids, move
+``low`` and COMMIT. A crash before COMMIT relays nothing; after it, the ids are
+recorded. Two
+gateways running the sync at once serialize on the cursor row (the loser of a
+concurrent update retries).
 """
 
 from __future__ import annotations
@@ -52,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from n2gateway.db import Database, SerializationConflict, Transaction
-from n2gateway.journal import LOCK, REFUSALS, Journal, copy_into, copy_refusal, encode_append
+from n2gateway.journal import Journal, JsonText, encode_append
 
 from n2gateway_plugins.chat.schema import Tables, ensure_schema
 
@@ -109,6 +103,13 @@ PROGRESS = """
     FROM n2_chat_cursor WHERE messages_table = %(table)s"""
 
 
+def rooms_for(user_id: Any, sender: Any) -> list[str]:
+    # Student messages go to staff, not to everyone: every connected student would
+    # otherwise receive every other student's messages.
+    rooms = [f"user:{user_id}"] if user_id is not None else []
+    return rooms + (["staff"] if sender == "student" else [])
+
+
 class ChatStore:
     def __init__(self, db: Database, journal: Journal, tables: Tables, *, batch: int = BATCH,
                  grace: float = GRACE) -> None:
@@ -119,44 +120,28 @@ class ChatStore:
         self.grace = grace
         self._relayed_last: set[int] = set()  # chat ids relayed by the last sync
         t, u = tables.messages_sql, tables.users_sql
-        # The transaction's first round trip: it takes the journal's append lock, locks
-        # the cursor row, and copies the new rows above it into the journal as
-        # message:new events, inside the database (the rows and their events never
-        # cross the network). It answers the cursor, each row's id and refusal (one
-        # row of NULLs when there are none) and how many events were copied.
-        # Student messages go to staff, not to everyone: every connected student would
-        # otherwise receive every other student's messages.
-        self._lock_and_copy = f"""
+        # The first statement of the transaction: it locks the cursor row and reads the
+        # new rows above it in one round trip (one row of NULLs when there are none).
+        self._lock_and_fetch = f"""
             SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
-            {LOCK};
-            WITH k AS (
-                SELECT low, EXISTS (SELECT 1 FROM n2_chat_relayed r
-                                    WHERE r.messages_table = %(table)s) AS waiting
-                FROM n2_chat_cursor WHERE messages_table = %(table)s FOR UPDATE),
-            fetched AS (  -- LATERAL: the scan starts at low (a join would filter the table)
-                SELECT n.* FROM k CROSS JOIN LATERAL (
-                    SELECT c.chat_id AS ord,
-                           CASE WHEN c.user_id IS NULL THEN '{{}}' ELSE ARRAY['user:' || c.user_id] END
-                           || CASE WHEN c.sender = 'student' THEN ARRAY['staff'] ELSE '{{}}' END AS rooms,
-                           'message:new' AS event, p.payload, p.payload::text AS payload_text
-                    FROM {t} c
-                    LEFT JOIN LATERAL (SELECT user_id, full_name, avatar_url FROM {u}
-                                       WHERE user_id = c.user_id LIMIT 1) u ON TRUE
-                    CROSS JOIN LATERAL (SELECT to_jsonb(c) || jsonb_build_object('users',
-                        jsonb_build_object('user_id', u.user_id, 'full_name', u.full_name,
-                                           'avatar_url', u.avatar_url)) AS payload) p
-                    WHERE c.chat_id > k.low AND NOT EXISTS (
-                        SELECT 1 FROM n2_chat_relayed r
-                        WHERE r.messages_table = %(table)s AND r.chat_id = c.chat_id)
-                    ORDER BY c.chat_id
-                    LIMIT %(batch)s) n),
-            events AS (
-                SELECT f.*, {copy_refusal("f")} AS refusal
-                FROM fetched f WHERE cardinality(f.rooms) > 0),
-            copied AS ({copy_into("events")})
-            SELECT k.low, k.waiting, f.ord, e.refusal, (SELECT COUNT(*) FROM copied)
-            FROM k LEFT JOIN fetched f ON TRUE LEFT JOIN events e ON e.ord = f.ord
-            ORDER BY f.ord"""
+            SELECT k.low, k.waiting, n.chat_id, n.user_id, n.sender, n.payload::text
+            FROM (SELECT low, EXISTS (SELECT 1 FROM n2_chat_relayed r
+                                      WHERE r.messages_table = %(table)s) AS waiting
+                  FROM n2_chat_cursor WHERE messages_table = %(table)s FOR UPDATE) k
+            LEFT JOIN LATERAL (
+                SELECT c.chat_id, c.user_id, c.sender,
+                       to_jsonb(c) || jsonb_build_object('users', jsonb_build_object(
+                           'user_id', u.user_id, 'full_name', u.full_name,
+                           'avatar_url', u.avatar_url)) AS payload
+                FROM {t} c
+                LEFT JOIN LATERAL (SELECT user_id, full_name, avatar_url FROM {u}
+                                   WHERE user_id = c.user_id LIMIT 1) u ON TRUE
+                WHERE c.chat_id > k.low AND NOT EXISTS (
+                    SELECT 1 FROM n2_chat_relayed r
+                    WHERE r.messages_table = %(table)s AND r.chat_id = c.chat_id)
+                ORDER BY c.chat_id
+                LIMIT %(batch)s) n ON TRUE
+            ORDER BY n.chat_id"""
         self._fetch_flags = (f"SELECT chat_id, user_id, read_by_student, read_by_teacher"
                              f" FROM {t} WHERE chat_id = ANY(%s)")
         self._find_deleted = (f"SELECT x FROM unnest(%s::bigint[]) AS x"
@@ -201,17 +186,27 @@ class ChatStore:
     async def _sync(self, tx: Transaction, reads: dict[int, dict | None], hinted: set[int],
                     announce: bool) -> SyncResult:
         table = self.tables.messages
-        found = await tx.query(self._lock_and_copy, {"table": table, "batch": self._batch})
-        low, held, _, _, copied = found[0]  # held: relayed ids wait above low
-        rows = [row[2:4] for row in found if row[2] is not None]
-        result = SyncResult(more=len(rows) == self._batch, relayed=copied)
-        result.unrelayable = [(chat_id, REFUSALS[refusal]) for chat_id, refusal in rows if refusal]
-        events = [encode_append(*event) for event in await self._read_events(tx, reads, result)]
+        found = await tx.query(self._lock_and_fetch, {"table": table, "batch": self._batch})
+        low, held = found[0][:2]  # held: relayed ids wait above low
+        rows = [row[2:] for row in found if row[2] is not None]
+        result = SyncResult(more=len(rows) == self._batch)
+        events: list[str] = []  # encoded for the journal
+        for chat_id, user_id, sender, payload in rows:
+            rooms = rooms_for(user_id, sender)
+            if not rooms:
+                continue
+            try:
+                events.append(encode_append(rooms, "message:new", JsonText(payload)))
+            except ValueError as e:
+                result.unrelayable.append((chat_id, str(e)))
+        result.relayed = len(events)
+
+        events += [encode_append(*event) for event in await self._read_events(tx, reads, result)]
         result.fetched = fetched = {chat_id for chat_id, *_ in rows}
         unseen = (hinted - fetched) | {i for i, flags in reads.items() if flags is None}
         if unseen:
             result.deleted = [x for (x,) in await tx.query(self._find_deleted, (sorted(unseen),))]
-        if result.relayed or events or announce:
+        if events or announce:
             events.append(encode_append(["staff"], "users:updated", None))
         result.low, result.waiting = await self._record(
             tx, events, low, held, sorted(fetched),

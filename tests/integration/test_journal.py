@@ -3,17 +3,13 @@ commit, big payloads, appends inside a caller's transaction, and retention."""
 
 from __future__ import annotations
 
-import json
-
 import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from n2gateway.journal import (APPEND, LOCK, MAX_PAYLOAD, REFUSALS, RING, Event, JournalFull,
-                               JsonText, PostgresJournal, RetentionService, copy_into,
-                               copy_refusal, encode_append, is_full_page)
-from n2gateway.storable import MAX_DEPTH, Unstorable
+from n2gateway.journal import (APPEND, RING, Event, JournalFull, JsonText, PostgresJournal,
+                               RetentionService, encode_append, is_full_page)
 from tests.support.database import heard
 from tests.support.waiting import eventually, sleep
 
@@ -194,56 +190,6 @@ async def test_commit_with_appends_and_commits_the_sources_own_write_in_one_roun
     await journal._db.transaction(nothing_to_append)
     assert sql("SELECT n FROM progress ORDER BY n") == [(7,), (8,)]
     assert len(await journal.read_after(0)) == 2
-
-
-def nested(levels: int) -> object:
-    value: object = 1
-    for level in range(levels):
-        value = [value] if level % 2 else {"k": value}
-    return value
-
-
-@pytest_twisted.ensureDeferred
-async def test_copying_in_sql_refuses_exactly_what_encode_append_refuses(journal, sql):
-    # Sizes a character either side of the limit (with a non-ASCII one), depths either
-    # side of the bound, and brackets that only a string holds.
-    payloads = ([{"m": "é" + "x" * (MAX_PAYLOAD - n)} for n in range(60, 80)]
-                + [nested(n) for n in (MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1)]
-                + [{"m": "[{" * MAX_DEPTH}, {"m": "plain"}])
-    texts = [text for (text,) in sql("SELECT x::jsonb::text FROM unnest(%s::text[]) AS x",
-                                     ([json.dumps(p) for p in payloads],))]
-
-    def python_says(text: str) -> str | None:
-        try:
-            encode_append(["user:7", "staff"], "message:new", JsonText(text))
-        except Unstorable as e:
-            return e.reason
-        return None
-
-    expected = [python_says(text) for text in texts]
-    assert {"size", "depth", None} == set(expected)  # the cases reach both sides of each check
-
-    async def work(tx):
-        await tx.execute(LOCK)
-        return await tx.query(f"""
-            WITH rows AS (
-                SELECT i AS ord, ARRAY['user:7', 'staff'] AS rooms, 'message:new' AS event,
-                       x::jsonb AS payload, x::jsonb::text AS payload_text
-                FROM unnest(%s::text[]) WITH ORDINALITY AS t(x, i)),
-            events AS (SELECT r.*, {copy_refusal("r")} AS refusal FROM rows r),
-            copied AS ({copy_into("events")})
-            SELECT refusal, (SELECT COUNT(*) FROM copied) FROM events ORDER BY ord""", (texts,))
-
-    answers = await journal._db.transaction(work)
-    assert [refusal for refusal, _ in answers] == expected
-    assert {REFUSALS[reason] for reason in expected if reason} == {
-        f"event over {MAX_PAYLOAD} bytes", f"payload is nested deeper than {MAX_DEPTH} levels"}
-    # The others are in the journal, in order, their JSON text as a reader gets it.
-    stored = [text for text, reason in zip(texts, expected) if reason is None]
-    assert answers[0][1] == len(stored)
-    events = await journal.read_after(0, max_bytes=100 * MAX_PAYLOAD)
-    assert [e.payload_json for e in events] == stored
-    assert {(e.rooms, e.name) for e in events} == {(("user:7", "staff"), "message:new")}
 
 
 @pytest_twisted.ensureDeferred
