@@ -18,18 +18,18 @@ from typing import Any
 from twisted.internet import tcp
 
 
-def _idle_plain_tcp(transport: Any) -> bool:
+def _open_plain_tcp(transport: Any) -> bool:
     """Whether ``transport`` is itself a connected, unencrypted Twisted TCP connection
-    with nothing waiting in its write buffers. Exactly a ``tcp.Connection``: a TLS
-    wrapper passes attribute reads through to the TCP connection under it."""
+    that is not closing. Exactly a ``tcp.Connection``: a TLS wrapper passes attribute
+    reads through to the TCP connection under it."""
     return (isinstance(transport, tcp.Connection) and not transport.TLS
-            and transport.connected and not transport.disconnecting
-            and not transport.dataBuffer and not transport._tempDataBuffer)
+            and transport.connected and not transport.disconnecting)
 
 
 def write_now(transport: Any, data: bytes) -> None:
     sent = 0
-    if _idle_plain_tcp(transport):
+    # Nothing queued before these bytes (one call on the path of every delivery).
+    if _open_plain_tcp(transport) and not transport.dataBuffer and not transport._tempDataBuffer:
         try:
             sent = transport.getHandle().send(data)
         except OSError:
@@ -46,7 +46,6 @@ def flush_now(transport: Any) -> None:
     that is not closing only: a connection's end stays the reactor's. What does not go
     out (a full or broken socket) stays queued for the reactor's own write, which
     then meets the error and closes the connection the usual way."""
-    if (isinstance(transport, tcp.Connection) and not transport.TLS and transport.connected
-            and not transport.disconnecting and not transport._writeDisconnecting
+    if (_open_plain_tcp(transport) and not transport._writeDisconnecting
             and (transport.dataBuffer or transport._tempDataBuffer)):
         transport.doWrite()
