@@ -182,7 +182,7 @@ class PollingLink:
 
     async def resume(self, rooms: list[str], after: int) -> None:
         self._check_joinable(rooms)
-        self._set_rooms({self.identity.own_room, *rooms})
+        self._set_rooms(set(rooms))
         self.changes.delivered = after
 
     async def join(self, room: str) -> None:

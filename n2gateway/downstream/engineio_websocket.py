@@ -69,7 +69,6 @@ class SocketIoProtocol(DownstreamProtocol):
 
     sid: str = ""
     pid: str | None = None
-    identity: Identity | None = None
     _upgrading: str | None = None  # the polling session's sid until its "5"
     _probed = False  # that session is marked upgrading: undone if no "5" comes
     _timer = None  # the next ping or the pong deadline
@@ -224,6 +223,8 @@ class SocketIoProtocol(DownstreamProtocol):
             self.send_text(frame)
         if state.identity is not None and state.pid is not None:
             self.start(state.identity, state.pid)
+            if state.identity.own_room not in state.rooms:
+                self.leave(state.identity.own_room)  # the client left it while polling
             await self.resume(list(state.rooms), state.delivered)
         self._start_pinging()
 
@@ -241,23 +242,17 @@ class SocketIoProtocol(DownstreamProtocol):
             self._connect_deadline.cancel()
         self._connect_deadline = None
         self.start_session(identity)
-        self.identity, self.pid = identity, pid
+        self.pid = pid
         self.factory.live_pids[pid] = self.factory.live_pids.get(pid, 0) + 1
 
     async def resume(self, rooms: list[str], after: int) -> None:
-        await self.session.resume(sorted({self.identity.own_room, *rooms}), after,
-                                  self._lost_in_replay)
+        await self.session.resume(rooms, after, self._lost_in_replay)
 
     async def join(self, room: str) -> None:
         await self.session.subscribe(room)
 
     def leave(self, room: str) -> None:
         self.session.unsubscribe(room)
-
-    def refresh(self, token: object) -> tuple[Identity, list[str]]:
-        identity, left = super().refresh(token)
-        self.identity = identity
-        return identity, left
 
     def _lost_in_replay(self) -> None:
         # Retention trimmed the journal between the check and the replay: the client

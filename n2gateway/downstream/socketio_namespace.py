@@ -73,7 +73,6 @@ class Link(Protocol):
     open: bool
     #: Set while the "/" namespace is connected, with who connected it.
     pid: str | None
-    identity: Identity | None
 
     @property
     def rooms(self) -> list[str]: ...

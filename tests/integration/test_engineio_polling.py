@@ -518,6 +518,25 @@ async def test_the_upgrade_on_another_gateway_loses_and_reorders_nothing(nodes) 
     socket.sendClose(1000, "done")
 
 
+@pytest_twisted.ensureDeferred
+async def test_the_upgrade_keeps_the_rooms_the_client_left(nodes) -> None:
+    # An upgrade changes the transport, not the subscriptions: a client that left its
+    # own room over polling does not find itself back in it on the WebSocket.
+    clock, (a, b) = nodes
+    sid = await connected(nodes)
+    await a.transport.post(sid, b'42["subscribe","staff"]\x1e42["unsubscribe","user:u1"]')
+    socket = upgrading_socket(b, clock, sid)
+    socket.onMessage(b"2probe", False)
+    await eventually(lambda: socket.sent == ["3probe"])
+    socket.onMessage(b"5", False)
+    await probe_done(socket)
+    await a.journal.append(["user:u1"], "message:new", {"n": "not for it"})
+    staff = await a.journal.append(["staff"], "message:new", {"n": "for it"})
+    await eventually(lambda: len(socket.sent) > 1)
+    assert socket.sent[1:] == [f'42["message:new",{{"n":"for it"}},"{staff}"]']
+    socket.sendClose(1000, "done")
+
+
 async def probe_done(socket: RecordingSocket) -> None:
     """The probe's steps on the database are over (in order behind each other)."""
     await eventually(lambda: not socket._work.paused)
