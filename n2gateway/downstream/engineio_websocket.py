@@ -223,8 +223,6 @@ class SocketIoProtocol(DownstreamProtocol):
             self.send_text(frame)
         if state.identity is not None and state.pid is not None:
             self.start(state.identity, state.pid)
-            if state.identity.own_room not in state.rooms:
-                self.leave(state.identity.own_room)  # the client left it while polling
             await self.resume(list(state.rooms), state.delivered)
         self._start_pinging()
 
@@ -246,6 +244,8 @@ class SocketIoProtocol(DownstreamProtocol):
         self.factory.live_pids[pid] = self.factory.live_pids.get(pid, 0) + 1
 
     async def resume(self, rooms: list[str], after: int) -> None:
+        for room in set(self.session.rooms) - set(rooms):
+            self.session.unsubscribe(room)  # the own room, if the client left it
         await self.session.resume(rooms, after, self._lost_in_replay)
 
     async def join(self, room: str) -> None:

@@ -71,7 +71,7 @@ class Link(Protocol):
     sid: str
     #: False once the Engine.IO session closed: what was pending is dropped.
     open: bool
-    #: Set while the "/" namespace is connected, with who connected it.
+    #: Set while the "/" namespace is connected: its private session id.
     pid: str | None
 
     @property
@@ -84,7 +84,8 @@ class Link(Protocol):
         """Connect the namespace: the session is in ``user:<sub>`` from the hub's head."""
 
     async def resume(self, rooms: list[str], after: int) -> None:
-        """Deliver what ``rooms`` had after ``after``, then live."""
+        """The session's rooms become exactly ``rooms``: deliver what they had after
+        ``after``, then live."""
 
     async def join(self, room: str) -> None:
         """Join ``room`` from now on; raises `Refused`."""

@@ -28,7 +28,7 @@ def _open_plain_tcp(transport: Any) -> bool:
 
 def write_now(transport: Any, data: bytes) -> None:
     sent = 0
-    # Nothing queued before these bytes (one call on the path of every delivery).
+    # Nothing queued before these bytes; checked inline, as this runs for every delivery.
     if _open_plain_tcp(transport) and not transport.dataBuffer and not transport._tempDataBuffer:
         try:
             sent = transport.getHandle().send(data)
