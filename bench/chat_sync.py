@@ -78,7 +78,7 @@ from typing import Callable
 
 import psycopg2
 
-from bench.support import ROOT, TWISTD, stop_process
+from bench.support import ROOT, TWISTD, cpu_seconds, postmaster_pid, stop_process
 from n2gateway.db.embedded import import_pgserver
 from tests.support.gateway import free_port
 
@@ -112,11 +112,6 @@ VALUES (:uid, 'student', :tag::text || ' ' || extract(epoch FROM clock_timestamp
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -294,33 +289,17 @@ class Postgres(Side):
         self.log.close()
 
 
-def postgres_cpu_seconds(postmaster: int) -> float:
-    """The CPU of PostgreSQL's processes, the writer's backends that exited included
-    (the postmaster's children's times)."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(stat.parent.name) == postmaster:
-            ticks += sum(int(v) for v in fields[11:15])
-        elif int(fields[1]) == postmaster:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def measure(side: Side, writer: Writer, clients: Clients | None, rate: int, seconds: float,
             drain: float, attempt: int, postmaster: int) -> Step:
     """One step; PostgreSQL alone (no clients) is judged on the writer only, and its
     server CPU is the whole PostgreSQL's (pgbench's not)."""
     tag = f"{rate}.{attempt}"
 
-    def postgres() -> float:
-        return postgres_cpu_seconds(postmaster)
+    def postgres() -> float:  # the writer's backends that exited included
+        return cpu_seconds([postmaster])
 
     def of(process: subprocess.Popen | None, otherwise: Callable[[], float]) -> Callable[[], float]:
-        return otherwise if process is None else lambda: cpu_seconds(process.pid)
+        return otherwise if process is None else lambda: cpu_seconds([process.pid])
 
     processes = (of(side.process, postgres), postgres,
                  of(clients and clients.process, lambda: 0.0))
@@ -493,7 +472,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         server = pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
-        postmaster = int((workdir / "pgdata/postmaster.pid").read_text().split()[0])
+        postmaster = postmaster_pid(workdir / "pgdata")
         sides = {"seed": Seed, "n2gateway": Gateway, "postgres": Postgres}
         climbs: list[Climb] = []
         try:

@@ -53,7 +53,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.support import percentile, raise_file_limit, reuseport_gateways
+from bench.support import (CLOCK_TICKS, cpu_seconds, percentile, postmaster_pid, raise_file_limit,
+                           reuseport_gateways)
 from n2gateway.db.embedded import import_pgserver
 from tests.support.gateway import WITHOUT_SOURCES, free_port
 
@@ -61,28 +62,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ROOM = "bench"
 P99_LIMIT_MS = 100
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes and all their descendants."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    wanted = set(pids)
-    grown = True
-    while grown:
-        children = {pid for pid, parent in parents.items() if parent in wanted} - wanted
-        grown = bool(children)
-        wanted |= children
-    return sum(times.get(pid, 0.0) for pid in wanted)
 
 
 def read_line(process: subprocess.Popen, what: str) -> str:
@@ -398,17 +377,25 @@ def report(sides: list[Side], args: argparse.Namespace, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def process_counts(value: str) -> list[int]:
+    """A comma list of gateway process counts ('' for none)."""
+    counts = [int(x) for x in value.split(",") if x]
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError("a gateway group has at least one process")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.socketio_broadcast",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000, help="per side")
     parser.add_argument("--client-processes", type=int, default=4, help="per side")
     parser.add_argument("--gateways", default="1,2", help="gateway process counts, comma list",
-                        type=lambda v: [int(x) for x in v.split(",")])
-    parser.add_argument("--ws", default="1", type=lambda v: [int(x) for x in v.split(",") if x],
+                        type=process_counts)
+    parser.add_argument("--ws", default="1", type=process_counts,
                         help="gateway process counts whose clients use n2gateway's /ws "
                              "(with --transport websocket), comma list; '' for none")
-    parser.add_argument("--cpython-gc", default="", type=lambda v: [int(x) for x in v.split(",") if x],
+    parser.add_argument("--cpython-gc", default="", type=process_counts,
                         help="gateway process counts also run with CPython's garbage "
                              "collector defaults (bench/cpython_gc.py: the gateway before "
                              "n2gateway.collector), comma list")
@@ -450,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="n2-siobench-") as tmp:
         folder = Path(tmp)
         pg = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
-        postmaster = int((folder / "pgdata/postmaster.pid").read_text().split()[0])
+        postmaster = postmaster_pid(folder / "pgdata")
         try:
             servers.append(reference(node, args.transport))
             if args.python_socketio:

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.socketio_broadcast import ROOT, ClientFleet, Gateways, cpu_seconds, reference
-from bench.support import raise_file_limit, rss_kib
+from bench.socketio_broadcast import ROOT, ClientFleet, Gateways, reference
+from bench.support import cpu_seconds, postmaster_pid, raise_file_limit, rss_kib
 from n2gateway.db.embedded import import_pgserver
 
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="n2-sioidle-") as tmp:
         folder = Path(tmp)
         pg = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
-        postmaster = int((folder / "pgdata/postmaster.pid").read_text().split()[0])
+        postmaster = postmaster_pid(folder / "pgdata")
         servers: list = []
         fleets: list[ClientFleet] = []
         try:

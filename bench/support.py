@@ -1,6 +1,6 @@
 """What every scenario needs: a gateway subprocess, its RSS, Node client processes,
-the bench publisher, gateway groups sharing a port (``reuseport:``), and latency
-percentiles."""
+the bench publisher, gateway groups sharing a port (``reuseport:``), processes' CPU
+time, and latency percentiles."""
 
 from __future__ import annotations
 
@@ -21,6 +21,33 @@ from tests.support.gateway import ROOT, TWISTD, GatewayProcess, free_port, rss_k
 # ``--plugin bench.publisher`` from this checkout, which is not on their sys.path.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
 CLIENTS = Path(__file__).with_name("clients.mjs")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants, with the
+    children they have waited for (a PostgreSQL backend that exited meanwhile)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    wanted = set(pids)
+    grown = True
+    while grown:
+        children = {pid for pid, parent in parents.items() if parent in wanted} - wanted
+        grown = bool(children)
+        wanted |= children
+    return sum(ticks.get(pid, 0) for pid in wanted) / CLOCK_TICKS
+
+
+def postmaster_pid(pgdata: Path) -> int:
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
 
 
 def raise_file_limit() -> int:
