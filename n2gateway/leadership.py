@@ -88,7 +88,6 @@ class Leadership(service.MultiService):
                               now=True)
         self._loop.setServiceParent(self)
         self._tries = Coalescer(self._tick, what="leadership try")
-        self._releasing = False
         self.grace = retry_interval + query_timeout
 
     @property
@@ -108,7 +107,7 @@ class Leadership(service.MultiService):
 
     def poke(self) -> None:
         """Try the unowned sources now (coalesced with a try already under way)."""
-        if self.running and not self._releasing:
+        if self.running:
             self._tries.request()
 
     async def _tick(self) -> None:
@@ -189,12 +188,12 @@ class Leadership(service.MultiService):
 
     async def release(self) -> None:
         """Stop every owned source, free its lock and tell the other nodes at once."""
-        self._releasing = True
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         self._loop.stopService()
-        # A try under way could otherwise open a connection after we closed ours.
+        # No try begins from here on (a poke is ignored), and one under way could
+        # otherwise open a connection after we closed ours.
         await self._tries.stop()
         for claim in self.claims.values():
             if claim.held:
