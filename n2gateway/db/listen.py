@@ -27,6 +27,8 @@ from n2gateway.db.pool import Database, retry_delay
 from n2gateway.pause import Pause
 
 KEEPALIVE_INTERVAL = 10.0
+# Named, so that pg_stat_activity shows what the LISTEN connection last did.
+KEEPALIVE = "SELECT 1 -- n2gateway listener keepalive"
 KEEPALIVE_TIMEOUT = 5.0
 
 
@@ -180,7 +182,7 @@ class Listener(service.Service):
         self._timers["keepalive timeout"] = self._reactor.callLater(
             self._keepalive_timeout, self._connection_lost,
             f"no answer to a keepalive in {self._keepalive_timeout:g} s", lost)
-        d = self._connection.runQuery("SELECT 1")
+        d = self._connection.runQuery(KEEPALIVE)
         d.addCallbacks(lambda _: self._pong(lost),
                        lambda f: self._connection_lost(describe_error(f.value), lost))
 

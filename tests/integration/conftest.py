@@ -8,12 +8,16 @@ from tests.integration.chat_harness import ChatHarness
 
 @pytest.fixture
 def round_trips(monkeypatch) -> list[str]:
-    """Every statement the gateway's connections send, one entry per round trip."""
+    """Every statement the gateway's connections send, one entry per round trip; not
+    the LISTEN connection's keepalives, which come on the real clock's own pace."""
+    from n2gateway.db.listen import KEEPALIVE
+
     statements: list[str] = []
     execute = txpostgres.Cursor.execute
 
     def counting(self, query, params=None):
-        statements.append(query)
+        if query != KEEPALIVE:
+            statements.append(query)
         return execute(self, query, params)
 
     monkeypatch.setattr(txpostgres.Cursor, "execute", counting)
