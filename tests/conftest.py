@@ -22,6 +22,8 @@ import pytest_twisted
 _TEMPROOT = Path(__file__).resolve().parent.parent / ".pytest-tmp"
 _TEMPROOT.mkdir(exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
+# The process that stops what the run left, should the run die before it can look.
+WATCHER = pytest.StashKey()
 
 
 @pytest.fixture(scope="session")
@@ -174,13 +176,22 @@ def gateway_factory(tmp_path, database_url):
             pytest_twisted.blockon(defer.Deferred.fromCoroutine(gw.stop()))
 
 
+def pytest_sessionstart(session) -> None:
+    from tests.support.leftovers import watch
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        session.config.stash[WATCHER] = watch(factory.getbasetemp())
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Fail the run if it left a process behind (a server, a peer, a PostgreSQL)."""
-    from tests.support.leftovers import describe, leftover_processes, stop
+    from tests.support.leftovers import close_watcher, describe, leftover_processes, stop
 
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None:
         return
+    close_watcher(session.config.stash[WATCHER])
     left = leftover_processes(factory.getbasetemp())
     if not left:
         return
