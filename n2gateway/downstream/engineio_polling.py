@@ -3,8 +3,9 @@
 The handshake GET opens a session in the `PollingStore`; each GET then claims it
 (one at a time: a second concurrent GET closes the session, as Engine.IO does),
 answers its waiting control packets and the journal's events in its rooms after
-the offset it was delivered through, and commits the new offset as it ends the
-claim. A GET with nothing to answer waits on the hub (events) and on the store's
+the offset it has had them through, and commits the new offset as it ends the
+claim: the hub's head, when the GET saw its rooms through it (so that a room
+joined later starts there, not at the last event of the others). A GET with nothing to answer waits on the hub (events) and on the store's
 NOTIFY (control packets, upgrade, close from any gateway) until a ping is due,
 which it then answers. A POST carries client packets to the Socket.IO layer,
 whose effects (the CONNECT answer, acks, rooms) go to the store in one round trip.
@@ -335,22 +336,25 @@ class PollingTransport:
             pending.truncate(cut)
         lingers = (pending.session is not None and not pending.full and not upgrading
                    and not changed)
+        # Then the hub session, live in the session's rooms, got every event of
+        # them through the hub's head: those not delivered before are in this answer.
+        seen = (self.server.hub.head, state.rooms) if lingers else None
         tail = pending.linger() if lingers else None
         frames = ([frame for _, frame in packets[:claimed]] + pending.frames
                   + [frame for _, frame in packets[claimed:]])
         pinged = self.clock.seconds() >= ping_due
         if pinged:
             frames.append(PING_FRAME)
-        kept = await self.store.finish_poll(
-            sid, poller, delivered=pending.delivered or state.delivered,
+        follows = await self.store.finish_poll(
+            sid, poller, delivered=pending.delivered or state.delivered, seen=seen,
             through_seq=packets[-1][0] if packets else 0, pinged=pinged,
             lifetime=self.ping_interval + self.ping_timeout, pong_within=self.ping_timeout)
         if tail is not None:
-            if kept:
-                self._keep_tail(sid, tail, pending.delivered or state.delivered)
+            if follows is not None:
+                self._keep_tail(sid, tail, follows)
             else:
                 tail.session.close()
-        if not kept:
+        if follows is None:
             return CLOSE_FRAME
         return encode_payload(frames) if frames else NOOP_FRAME
 

@@ -17,6 +17,7 @@ NOTIFY on ``CHANNEL`` naming the session, heard by every gateway.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -151,30 +152,43 @@ class PollingStore:
         state, rooms, seqs, frames = rows[0]
         return state, list(zip(seqs, frames)), tuple(rooms)
 
-    async def finish_poll(self, sid: str, poller: str, *, delivered: int, through_seq: int,
-                          pinged: bool, lifetime: float, pong_within: float) -> bool:
-        """End the claim, recording what this GET delivered; False when the session
-        was closed or taken from this GET meanwhile (then nothing is recorded)."""
-        now = self._clock.seconds()
-        return await self._finishes((sid, poller, delivered, through_seq, pinged, now,
-                                     now + lifetime, now + pong_within))
+    async def finish_poll(self, sid: str, poller: str, *, delivered: int,
+                          seen: tuple[int, Sequence[str]] | None, through_seq: int,
+                          pinged: bool, lifetime: float, pong_within: float) -> int | None:
+        """End the claim, recording what this GET delivered, and return the offset
+        the session now follows; None when it was closed or taken from this GET
+        meanwhile (then nothing is recorded).
 
-    async def _finish_all(self, finishes: list[tuple]) -> list[bool]:
-        """The ends of the claims of one batch in one statement: each kept or not."""
+        ``seen``: the GET saw every event in these rooms through this offset, so the
+        session follows from there if its rooms are still those. (Delivered alone
+        stays at the last event of its rooms: a room joined later would then start
+        there, long before the join.)"""
+        now = self._clock.seconds()
+        through, rooms = seen if seen is not None else (0, ())
+        return await self._finishes((sid, poller, delivered, through, json.dumps(list(rooms)),
+                                     through_seq, pinged, now, now + lifetime,
+                                     now + pong_within))
+
+    async def _finish_all(self, finishes: list[tuple]) -> list[int | None]:
+        """The ends of the claims of one batch in one statement: each the offset its
+        session follows, or None when not kept."""
         columns = [list(column) for column in zip(*finishes)]
         rows = await self._db.query(
-            "WITH v AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[],"
-            " %s::bigint[], %s::bool[], %s::float8[], %s::float8[], %s::float8[])"
-            " AS v (sid, poller, delivered, seq, pinged, now, expires, pong_due)),"
+            "WITH v AS (SELECT v.*, ARRAY(SELECT jsonb_array_elements_text(v.rooms::jsonb))"
+            " AS seen_rooms FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[],"
+            " %s::text[], %s::bigint[], %s::bool[], %s::float8[], %s::float8[], %s::float8[])"
+            " AS v (sid, poller, delivered, seen, rooms, seq, pinged, now, expires, pong_due)),"
             " s AS (UPDATE n2_engineio_sessions t SET poller = NULL, poll_until = NULL,"
-            " delivered = GREATEST(t.delivered, v.delivered), expires_at = v.expires,"
+            " delivered = GREATEST(t.delivered, v.delivered, CASE WHEN t.rooms @> v.seen_rooms"
+            " AND t.rooms <@ v.seen_rooms THEN v.seen ELSE 0 END), expires_at = v.expires,"
             " ping_at = CASE WHEN v.pinged THEN v.now ELSE t.ping_at END,"
             " pong_due = CASE WHEN v.pinged THEN v.pong_due ELSE t.pong_due END"
             " FROM v WHERE t.sid = v.sid AND t.poller = v.poller RETURNING t.sid, v.poller,"
-            " v.seq), d AS (DELETE FROM n2_engineio_packets p USING s"
-            " WHERE p.sid = s.sid AND p.seq <= s.seq) SELECT sid, poller FROM s", columns)
-        kept = set(rows)
-        return [(sid, poller) in kept for sid, poller, *_ in finishes]
+            " v.seq, t.delivered), d AS (DELETE FROM n2_engineio_packets p USING s"
+            " WHERE p.sid = s.sid AND p.seq <= s.seq) SELECT sid, poller, delivered FROM s",
+            columns)
+        follows = {(sid, poller): delivered for sid, poller, delivered in rows}
+        return [follows.get((sid, poller)) for sid, poller, *_ in finishes]
 
     async def release(self, sid: str, poller: str) -> None:
         """The GET's client went away: end the claim, deliver nothing."""

@@ -630,3 +630,41 @@ async def test_events_between_two_gets_on_one_gateway_need_no_journal_read(
     await eventually(lambda: b.hub.head == last)
     d, _ = get(b, sid)
     assert await answer(d) == f'42["message:new",{{"n":5}},"{last}"]'
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_joined_while_polling_starts_at_the_join(nodes) -> None:
+    """As over WebSocket: a session whose rooms were quiet for a while, subscribing to
+    a busy room, gets that room's events from then on, not all since it connected."""
+    clock, (a, b) = nodes
+    sid = await connected(nodes)
+    d, _ = get(b, sid)
+    for n in range(3):
+        earlier = await a.journal.append(["staff"], "message:new", {"n": n})
+    await eventually(lambda: b.hub.head == earlier)
+    clock.advance(INTERVAL)
+    assert await answer(d) == "2"  # nothing of its rooms came: a ping ends the GET
+    await a.transport.post(sid, b"3")
+    await a.transport.post(sid, b'42["subscribe","staff"]')
+    later = await a.journal.append(["staff"], "message:new", {"n": "later"})
+    await eventually(lambda: b.hub.head == later)
+    d, _ = get(b, sid)
+    assert await answer(d) == f'42["message:new",{{"n":"later"}},"{later}"]'
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_get_that_saw_other_rooms_than_the_sessions_records_only_what_it_sent(
+        nodes) -> None:
+    # A POST on another gateway changed the rooms while the GET was answering (its
+    # NOTIFY not yet heard): what the GET saw says nothing of the new room.
+    clock, (a, b) = nodes
+    sid = await connected(nodes)
+    await a.transport.post(sid, b'42["subscribe","staff"]')
+    ends = {"through_seq": 0, "pinged": False, "lifetime": 45, "pong_within": 20}
+    # seen before a subscribe, before an unsubscribe, and the session's own rooms
+    for seen_rooms, follows in ((["user:u1"], 0), (["user:u1", "staff", "tpos"], 0),
+                                (["staff", "user:u1"], 7)):
+        poller = b.store.new_poller()
+        await b.store.claim(sid, poller, 30)
+        assert await b.store.finish_poll(sid, poller, delivered=0, seen=(7, seen_rooms),
+                                         **ends) == follows
