@@ -5,9 +5,10 @@ The handshake GET opens a session in the `PollingStore`; each GET then claims it
 answers its waiting control packets and the journal's events in its rooms after
 the offset it has had them through, and commits the new offset as it ends the
 claim: the hub's head, when the GET saw its rooms through it (so that a room
-joined later starts there, not at the last event of the others). A GET with nothing to answer waits on the hub (events) and on the store's
-NOTIFY (control packets, upgrade, close from any gateway) until a ping is due,
-which it then answers. A POST carries client packets to the Socket.IO layer,
+joined later starts there, not at the last event of the others). A GET with
+nothing to answer waits on the hub (events) and on the store's NOTIFY (control
+packets, upgrade, close from any gateway) until a ping is due, which it then
+answers. A POST carries client packets to the Socket.IO layer,
 whose effects (the CONNECT answer, acks, rooms) go to the store in one round trip.
 At the token's ``exp`` (unless a ``refresh`` moved it) the session ends as a
 WebSocket one is closed 4001: its GET answers CLOSE, the session is deleted, and the

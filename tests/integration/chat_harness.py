@@ -6,7 +6,6 @@ import json
 
 import psycopg2
 from twisted.internet import reactor
-from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 
 from n2gateway.db import Database
@@ -57,23 +56,6 @@ class ChatHarness:
         self.db.close()
         self.reader.close()
         globalLogPublisher.removeObserver(self._observe)
-
-    async def sql_beside_the_sync(self, statement: str, params=None) -> list[tuple]:
-        """Run a statement that may wait for a lock a sync holds (the cursor row, or
-        the table for DDL), in a thread. The sync releases its locks only when it
-        commits, and it can only commit while the reactor runs. A blocking call on
-        the reactor's own thread would never return."""
-
-        def run() -> list[tuple]:
-            connection = writer(self.database_url)
-            try:
-                with connection.cursor() as cur:
-                    cur.execute(statement, params)
-                    return cur.fetchall() if cur.description else []
-            finally:
-                connection.close()
-
-        return await deferToThread(run)
 
     def journal(self, event: str | None = None) -> list[tuple[list[str], str, object]]:
         with self.reader.cursor() as cur:

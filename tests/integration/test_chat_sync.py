@@ -6,6 +6,7 @@ What reaches the journal is what every client receives, in that order.
 from __future__ import annotations
 
 import pytest_twisted
+from twisted.internet.threads import deferToThread
 
 from n2gateway.journal import RING
 from n2gateway.storable import MAX_DEPTH
@@ -201,7 +202,9 @@ async def test_a_message_too_large_for_the_journal_is_logged_and_the_rest_relaye
 async def test_a_row_nested_too_deep_for_the_journal_is_logged_and_the_rest_relayed(
         chat, sql, insert):
     # The application's own jsonb column: the row's payload nests one level deeper.
-    await chat.sql_beside_the_sync("ALTER TABLE chats ADD COLUMN meta jsonb")
+    # In a thread, as every statement that may wait for a lock a sync holds: the
+    # sync commits (and lets go) only while the reactor runs.
+    await deferToThread(sql, "ALTER TABLE chats ADD COLUMN meta jsonb")
 
     def with_meta(levels):
         [(chat_id,)] = sql("INSERT INTO chats (user_id, sender, message, meta)"
@@ -232,10 +235,10 @@ async def test_a_sync_reads_nothing_of_the_table_below_its_cursor(chat, sql):
     [(top,)] = sql("SELECT max(chat_id) FROM chats")
     await chat.until(lambda: chat.sync.low == top, "the sync to catch up")
 
-    # The sync that follows a full batch may still hold the cursor row.
+    # In a thread: the sync that follows a full batch may still hold the cursor row.
     statement = chat.store._lock_and_fetch.split("REPEATABLE READ;")[1]
-    [([plan],)] = await chat.sql_beside_the_sync("EXPLAIN (ANALYZE, FORMAT JSON) " + statement,
-                                                 {"table": "chats", "batch": 1000})
+    [([plan],)] = await deferToThread(sql, "EXPLAIN (ANALYZE, FORMAT JSON) " + statement,
+                                      {"table": "chats", "batch": 1000})
     nodes, scanned = [plan["Plan"]], []
     while nodes:
         node = nodes.pop()

@@ -19,8 +19,7 @@ import psutil
 def leftover_processes(temp_root: Path, grace: float = 5.0) -> list[psutil.Process]:
     """What still runs after ``grace`` seconds (children may be exiting right now)."""
     me = psutil.Process()
-    children = {child for child in me.children(recursive=True)
-                if not _is_watcher(_cmdline(child))}
+    children = {child for child in me.children(recursive=True) if not _is_watcher(child)}
     candidates = children | set(running_from(temp_root))
     _, alive = psutil.wait_procs(list(candidates), timeout=grace)
     return sorted(alive, key=lambda p: p.pid)
@@ -29,24 +28,16 @@ def leftover_processes(temp_root: Path, grace: float = 5.0) -> list[psutil.Proce
 def running_from(temp_root: Path) -> list[psutil.Process]:
     """Processes (other than this one) whose command line names ``temp_root``."""
     root = str(temp_root)
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if (process.pid != os.getpid() and not _is_watcher(cmdline)
-                and any(arg.startswith(root) for arg in cmdline)):
-            found.append(process)
-    return found
+    return [process for process in psutil.process_iter(["cmdline"])
+            if process.pid != os.getpid()
+            and any(arg.startswith(root) for arg in process.info["cmdline"] or [])]
 
 
-def _cmdline(process: psutil.Process) -> list[str]:
+def _is_watcher(process: psutil.Process) -> bool:
     try:
-        return process.cmdline()
+        return __file__ in process.cmdline()  # it ends on its own, with its run
     except psutil.Error:
-        return []
-
-
-def _is_watcher(cmdline: list[str]) -> bool:
-    return __file__ in cmdline  # a watcher ends on its own, with its run
+        return False
 
 
 GOODBYE = b"the run ended"
