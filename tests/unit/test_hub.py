@@ -140,6 +140,20 @@ def test_two_wire_formats_each_prepare_their_own_frame(h):
     assert ca.frames[0] is not cb.frames[0]
 
 
+@pytest.mark.parametrize("events", [1, 3], ids=["one event", "events read together"])
+def test_receivers_are_written_to_in_the_order_they_joined_the_room(h, events):
+    # Not the order the sessions were made in, nor the order of their hashes.
+    sessions = [h.session(str(i)) for i in range(40)]
+    joined = list(reversed(sessions[::2])) + sessions[1::2]
+    written = []
+    for session, channel in joined:
+        session.join("r")
+        channel.send_batch = lambda frames, who=session: written.append(who)
+    h.hub.committed([h.journal.add(["r"], "e") for _ in range(events)])
+    h.clock.advance(0)
+    assert written == [session for session, _ in joined]  # one write each
+
+
 def test_a_session_in_several_rooms_of_one_event_receives_it_once(h):
     s, c = h.session()
     s.join("r1")
