@@ -285,12 +285,17 @@ class PollingStore:
     async def sweep(self, recovery_ttl: float) -> None:
         """Close the sessions whose client stopped polling or answering pings, or never
         connected the namespace; keep the recovery sessions of the polling ones alive
-        (any gateway may do it)."""
+        (any gateway may do it).
+
+        A recovery session is extended only once a quarter of its TTL has passed, as
+        the WebSocket keeper does: the sweep comes every few seconds from every
+        gateway, and rewrote each polling client's (logged) row every time."""
         now = self._clock.seconds()
         try:
             await self._db.query(
                 "UPDATE n2_socketio_sessions SET expires_at = NOW() + make_interval(secs => %(ttl)s)"
-                " WHERE pid IN (SELECT pid FROM n2_engineio_sessions WHERE pid IS NOT NULL"
+                " WHERE expires_at < NOW() + make_interval(secs => %(ttl)s * 0.75)"
+                " AND pid IN (SELECT pid FROM n2_engineio_sessions WHERE pid IS NOT NULL"
                 " AND state <> 'upgraded');"
                 " WITH gone AS (DELETE FROM n2_engineio_sessions WHERE pong_due < %(now)s"
                 " OR (pid IS NULL AND connect_by < %(now)s)"

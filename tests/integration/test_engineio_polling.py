@@ -173,6 +173,21 @@ async def test_a_quiet_get_answers_a_ping_and_an_unanswered_ping_closes(nodes, s
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_sweep_keeps_a_polling_clients_recovery_session_without_rewriting_it_each_time(
+        nodes, sql) -> None:
+    _, (a, b) = nodes
+    _, pid = await connect_with(nodes, {"userId": "u1"})
+    left = "SELECT expires_at - NOW(), xmin::text FROM n2_socketio_sessions WHERE pid = %s"
+    sql("UPDATE n2_socketio_sessions SET expires_at = NOW() + interval '40 seconds'"
+        " WHERE pid = %s", (pid,))
+    await a.store.sweep(recovery_ttl=60)  # under 3/4 of the TTL left: extended
+    [(after_first, version)] = sql(left, (pid,))
+    assert after_first.total_seconds() > 55
+    await b.store.sweep(recovery_ttl=60)  # the other gateway's sweep, seconds later
+    assert sql(left, (pid,))[0][1] == version  # the row was not written again
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_client_that_stops_polling_is_closed_and_its_packets_freed(nodes, sql) -> None:
     clock, (a, b) = nodes
     sid = await connected(nodes)
