@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from bench import fanout, idle, rooms
-from bench.support import raise_file_limit
+from bench.support import command_line, raise_file_limit
 
 SCENARIOS = {"idle": idle, "rooms": rooms, "fanout": fanout}
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
         section = SCENARIOS[name].run(args)
         sys.stdout.write(section + "\n")
         sections.append(section)
-    command = " ".join(["python -m bench", *argv])
+    command = command_line("bench", argv)
     header = (f"\n## {datetime.datetime.now():%Y-%m-%d %H:%M} — `{command}`\n\n"
               f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
               f"open-files limit {limit}; gateway, PostgreSQL and Node clients on one machine.\n\n")

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.support import Gateway
+from bench.support import Gateway, command_line
 from tests.support.rawws import PING, TEXT, RawWebSocket, frame
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -137,7 +137,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     table = run(args)
     sys.stdout.write(table)
-    command = " ".join(["python -m bench.floods", *argv])
+    command = command_line("bench.floods", argv)
     with RESULTS.open("a") as results:
         results.write(f"\n## Floods: {datetime.datetime.now():%Y-%m-%d %H:%M} — `{command}`\n\n"
                       f"{platform.node()}: {os.cpu_count()} CPUs, Python "

@@ -53,8 +53,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.support import (CLOCK_TICKS, cpu_seconds, percentile, postmaster_pid, raise_file_limit,
-                           reuseport_gateways)
+from bench.support import (CLOCK_TICKS, command_line, cpu_seconds, percentile, postmaster_pid,
+                           raise_file_limit, reuseport_gateways)
 from n2gateway.db.embedded import import_pgserver
 from tests.support.gateway import WITHOUT_SOURCES, free_port
 
@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers:
                 server.stop()
             pg.cleanup()
-    command = " ".join(["python -m bench.socketio_broadcast", *(argv or sys.argv[1:])])
+    command = command_line("bench.socketio_broadcast", argv or sys.argv[1:])
     sys.stdout.write(report(sides, args, command))
     return 0
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench.socketio_broadcast import ROOT, ClientFleet, Gateways, reference
-from bench.support import cpu_seconds, postmaster_pid, raise_file_limit, rss_kib
+from bench.support import command_line, cpu_seconds, postmaster_pid, raise_file_limit, rss_kib
 from n2gateway.db.embedded import import_pgserver
 
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers:
                 server.stop()
             pg.cleanup()
-    command = " ".join(["python -m bench.socketio_idle", *(argv or sys.argv[1:])])
+    command = command_line("bench.socketio_idle", argv or sys.argv[1:])
     sys.stdout.write("\n".join([
         f"Command: `{command}`; {args.clients:,} idle {args.transport} sessions per side "
         f"over {args.client_processes} Node processes (polling connections: "

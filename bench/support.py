@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -44,6 +45,12 @@ def cpu_seconds(pids: list[int]) -> float:
         grown = bool(children)
         wanted |= children
     return sum(ticks.get(pid, 0) for pid in wanted) / CLOCK_TICKS
+
+
+def command_line(module: str, argv: list[str]) -> str:
+    """The command that ran ``module`` with ``argv``, quoted to run again as written
+    (``--ws ''`` keeps its empty argument)."""
+    return " ".join(["python -m", module, *map(shlex.quote, argv)])
 
 
 def postmaster_pid(pgdata: Path) -> int:
