@@ -4,8 +4,9 @@ exact command that produced them.
 
 The comparisons run on their own, each recorded in its section of ``RESULTS.md``:
 ``python -m bench.chat_sync`` (against the seed's chat listener),
-``python -m bench.socketio_broadcast``, ``python -m bench.several`` and
-``python -m bench.floods`` (memory under ping and subscription floods)."""
+``python -m bench.socketio_broadcast``, ``python -m bench.several``,
+``python -m bench.floods`` (memory under ping and subscription floods) and
+``python -m bench.send_floor`` (what a bare write to each receiver costs here)."""
 
 from __future__ import annotations
 
