@@ -138,3 +138,23 @@ async def test_a_direct_prefix_is_served_without_routing_counted_and_not_access_
     assert site.answered[("GET", "/hello", 200)] == 1
     access = [e for e in events if e.get("log_namespace") == "n2gateway.http.access"]
     assert [e["path"] for e in access] == ["/hello", "/socket.iox"]
+
+
+class Args(Resource):
+    isLeaf = True
+
+    def render_POST(self, request) -> bytes:
+        return json.dumps({k.decode(): [v.decode() for v in vs]
+                           for k, vs in request.args.items()}).encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_form_posted_in_the_body_is_not_taken_for_query_parameters():
+    port = reactor.listenTCP(0, GatewaySite(Args()), interface="127.0.0.1")
+    try:
+        answer = await treq.post(
+            f"http://127.0.0.1:{port.getHost().port}/socket.io/?EIO=4&sid=s1", data=b"sid=s2",
+            headers={"content-type": "application/x-www-form-urlencoded"})
+        assert json.loads(await answer.content()) == {"EIO": ["4"], "sid": ["s1"]}
+    finally:
+        await port.stopListening()
