@@ -14,8 +14,6 @@ to set beside it.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import selectors
 import shutil
 import socket
@@ -25,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.support import command_line, raise_file_limit
+from bench.support import command_line, cpu_seconds, raise_file_limit
 
 #: What n2gateway writes for one "bench" event of the broadcast benchmark: a text
 #: frame of ``42["bench",{t, i, step},"<offset>"]``.
@@ -36,8 +34,8 @@ NODE_SENDER = Path(__file__).with_name("send_floor.mjs")
 
 def serve(receivers: int) -> None:
     """The Python sender: accepts ``receivers`` connections, then for each ``run <rate>
-    <seconds>`` line writes FRAME to every connection ``rate`` times a second and prints
-    {rate, sends, cpu} (its own CPU seconds meanwhile)."""
+    <seconds>`` line writes FRAME to every connection ``rate`` times a second and
+    prints ``done <events>``."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=receivers)
     print(f"listening {listener.getsockname()[1]}", flush=True)
     connections = [listener.accept()[0] for _ in range(receivers)]
@@ -47,15 +45,12 @@ def serve(receivers: int) -> None:
     for line in sys.stdin:
         rate, seconds = (float(v) for v in line.split()[1:])
         events = max(1, int(rate * seconds))
-        before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.monotonic()
         for i in range(events):
             for send in sends:
                 send(FRAME)
             time.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        print(json.dumps({"rate": rate, "sends": events * receivers, "cpu": cpu}), flush=True)
+        print(f"done {events}", flush=True)
 
 
 def drain(sockets: list[socket.socket], stop: threading.Event) -> None:
@@ -69,7 +64,7 @@ def drain(sockets: list[socket.socket], stop: threading.Event) -> None:
 
 
 def measure(command: list[str], receivers: int, rates: list[float], seconds: float) -> dict:
-    """µs of the sender's CPU per send, by rate."""
+    """µs of the sender's CPU per send, by rate (its CPU read as every bench reads it)."""
     sender = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     stop = threading.Event()
     sockets: list[socket.socket] = []
@@ -81,10 +76,11 @@ def measure(command: list[str], receivers: int, rates: list[float], seconds: flo
         reader.start()
         per_send = {}
         for rate in rates:
+            before = cpu_seconds([sender.pid])
             sender.stdin.write(f"run {rate} {seconds}\n")
             sender.stdin.flush()
-            step = json.loads(sender.stdout.readline())
-            per_send[rate] = step["cpu"] / step["sends"] * 1e6
+            events = int(sender.stdout.readline().split()[1])
+            per_send[rate] = (cpu_seconds([sender.pid]) - before) / (events * receivers) * 1e6
         return per_send
     finally:
         sender.stdin.close()
